@@ -1,0 +1,1 @@
+"""Neutrino: an NFV-grade network control plane speaking the OpenStack Networking API."""

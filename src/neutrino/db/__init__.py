@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, engine set-up, migrations and the change outbox."""
