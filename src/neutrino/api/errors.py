@@ -19,6 +19,10 @@ class NeutronError(Exception):
             self.type = type
         self.detail = detail
 
+    def with_status(self, status: int) -> NeutronError:
+        self.status = status
+        return self
+
     def body(self) -> dict[str, dict[str, str]]:
         return {"NeutronError": {"type": self.type, "message": self.message, "detail": self.detail}}
 

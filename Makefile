@@ -1,0 +1,51 @@
+# Neutrino developer / CI entry points.  `make test` is what CI runs (via .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+# pip may put uv in ~/.local/bin (non-root) or /usr/local/bin (root)
+export PATH := $(HOME)/.local/bin:/usr/local/bin:$(PATH)
+
+# uv uses its bundled Mozilla roots; use Debian's bundle (as pip does) so that a
+# TLS-intercepting proxy whose CA is installed system-wide works too.
+ifeq ($(origin SSL_CERT_FILE),undefined)
+ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
+export SSL_CERT_FILE := /etc/ssl/certs/ca-certificates.crt
+endif
+endif
+
+UV      ?= uv
+PYTEST_WORKERS ?= 2
+# bench/ may not exist yet
+LINT_PATHS := src tests $(wildcard bench)
+
+.PHONY: all deps lint test demo bench clean
+
+all: test
+
+## deps: Debian packages (PostgreSQL, Open vSwitch, net tools, ...), uv, and the venv
+deps:
+	bash scripts/install-deps.sh
+
+## lint: ruff + mypy
+lint: deps
+	$(UV) run ruff check $(LINT_PATHS)
+	$(UV) run mypy
+
+## test: lint, then the whole test suite on $(PYTEST_WORKERS) xdist workers
+test: deps lint
+	$(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+
+## demo: end-to-end demo
+demo: deps
+	$(UV) run python -m neutrino.demo
+
+## bench: API benchmark
+bench: deps
+	$(UV) run python bench/api.py
+
+## clean: caches and build artefacts (keeps .venv)
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.venv -prune -o -type d -name __pycache__ -prune -exec rm -rf {} + \
+		-o -type d -name '*.egg-info' -prune -exec rm -rf {} +

@@ -1,0 +1,186 @@
+"""HTTP routes of the Neutron v2.0 API, generated from each resource's attribute map.
+
+Every route is registered explicitly (one per operation and resource) so the OpenAPI document
+describes real request bodies and every status code an operation can answer; handlers parse
+JSON themselves so bad input is Neutron's 400, never FastAPI's 422.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from neutrino.api.attributes import PROJECT_KEYS
+from neutrino.api.auth import Authenticator
+from neutrino.api.controller import NetworkingApi
+from neutrino.api.errors import BadRequest
+from neutrino.api.resources.base import Resource
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "NeutronError": {
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"},
+                           "detail": {"type": "string"}},
+        }
+    },
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+            409: "Conflict", 412: "Precondition failed"}
+    return {
+        code: {"description": text[code],
+               "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for code in codes
+    }
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise BadRequest("Resource body required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Malformed request body") from None
+
+
+def _body_schema(res: Resource, *, create: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for name, attr in res.attributes.items():
+        if (attr.allow_post if create else attr.allow_put) and name not in PROJECT_KEYS:
+            props[name] = attr.schema or {}
+    if create:
+        props["project_id"] = {"type": "string"}
+    required = [n for n, a in res.attributes.items() if a.required] if create else []
+    item = {"type": "object", "properties": props, "required": required}
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object", "properties": {res.resource: item}, "required": [res.resource],
+        }}},
+    }
+
+
+TAGS_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["tags"],
+    }}},
+}
+
+LIST_PARAMETERS = [
+    {"name": n, "in": "query", "required": False, "schema": s}
+    for n, s in (
+        ("fields", {"type": "string"}),
+        ("limit", {"type": "integer", "minimum": 0}),
+        ("marker", {"type": "string"}),
+        ("sort_key", {"type": "string"}),
+        ("sort_dir", {"type": "string", "enum": ["asc", "desc"]}),
+        ("tags", {"type": "string"}),
+        ("tags-any", {"type": "string"}),
+        ("not-tags", {"type": "string"}),
+        ("not-tags-any", {"type": "string"}),
+    )
+]
+
+
+def add_resource_routes(
+    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
+) -> None:
+    coll, name = res.collection, res.resource
+    base = f"/v2.0/{coll}"
+    item_path = base + "/{resource_id}"
+
+    def route(path: str, method: str, op: str, endpoint: Callable[..., Awaitable[Response]],
+              codes: tuple[int, ...], status: int = 200, **extra: Any) -> None:
+        ok = {status: {"description": "Success"}}
+        app.add_api_route(path, endpoint, methods=[method], operation_id=f"{op}_{name}",
+                          responses={**ok, **_errors(*codes)}, status_code=status,
+                          include_in_schema=True, openapi_extra=extra or None, tags=[coll])
+
+    async def list_items(request: Request) -> Response:
+        ctx = authenticate(request)
+        params = list(request.query_params.multi_items())
+        base_url = str(request.url).split("?", 1)[0]
+        return json_response(api.list(ctx, coll, params, base_url))
+
+    async def create_item(request: Request) -> Response:
+        ctx = authenticate(request)
+        return json_response(api.create(ctx, coll, await read_json(request)), 201)
+
+    async def show_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        return json_response(api.show(ctx, coll, resource_id, list(request.query_params.multi_items())))
+
+    async def update_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        body = await read_json(request)
+        return json_response(api.update(ctx, coll, resource_id, body, request.headers.get("if-match")))
+
+    async def delete_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        api.delete(ctx, coll, resource_id)
+        return Response(status_code=204)
+
+    route(base, "GET", "list", list_items, (400, 401), parameters=LIST_PARAMETERS)
+    route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
+          requestBody=_body_schema(res, create=True))
+    route(item_path, "GET", "show", show_item, (401, 404))
+    route(item_path, "PUT", "update", update_item, (400, 401, 403, 404, 409, 412),
+          requestBody=_body_schema(res, create=False))
+    route(item_path, "DELETE", "delete", delete_item, (401, 403, 404, 409), 204)
+    add_tag_routes(app, api, authenticate, res, route)
+
+
+def add_tag_routes(
+    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource,
+    route: Callable[..., None],
+) -> None:
+    coll = res.collection
+    tags_path = f"/v2.0/{coll}/{{resource_id}}/tags"
+    tag_path = tags_path + "/{tag}"
+
+    async def get_tags(request: Request, resource_id: str) -> Response:
+        return json_response({"tags": api.get_tags(authenticate(request), coll, resource_id)})
+
+    async def put_tags(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        return json_response({"tags": api.put_tags(ctx, coll, resource_id, await read_json(request))})
+
+    async def delete_tags(request: Request, resource_id: str) -> Response:
+        api.delete_all_tags(authenticate(request), coll, resource_id)
+        return Response(status_code=204)
+
+    async def check_tag(request: Request, resource_id: str, tag: str) -> Response:
+        api.has_tag(authenticate(request), coll, resource_id, tag)
+        return Response(status_code=204)
+
+    async def put_tag(request: Request, resource_id: str, tag: str) -> Response:
+        api.put_tag(authenticate(request), coll, resource_id, tag)
+        return Response(status_code=201)
+
+    async def delete_tag(request: Request, resource_id: str, tag: str) -> Response:
+        api.delete_tag(authenticate(request), coll, resource_id, tag)
+        return Response(status_code=204)
+
+    route(tags_path, "GET", "list_tags", get_tags, (401, 404))
+    route(tags_path, "PUT", "replace_tags", put_tags, (400, 401, 403, 404), requestBody=TAGS_BODY)
+    route(tags_path, "DELETE", "delete_tags", delete_tags, (401, 403, 404), 204)
+    route(tag_path, "GET", "check_tag", check_tag, (401, 404), 204)
+    route(tag_path, "PUT", "add_tag", put_tag, (400, 401, 403, 404), 201)
+    route(tag_path, "DELETE", "remove_tag", delete_tag, (401, 403, 404), 204)

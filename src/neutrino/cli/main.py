@@ -1,0 +1,116 @@
+"""`neutrino`: run the server, migrate its database, print a clouds.yaml entry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+
+from neutrino.config import DEFAULT_STATE_DIR, Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Neutrino: an NFV-grade network control plane (Neutron API v2.0).")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+STATE_DIR = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Directory for the SQLite "
+                         "database, the generated admin password and run files.")
+DATABASE = typer.Option(None, "--database", help="SQLAlchemy URL (default: SQLite under the "
+                        "state dir; postgresql+psycopg://... works as well).")
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(9696, help="TCP port to listen on."),
+    state_dir: Path = STATE_DIR,
+    database: str | None = DATABASE,
+    auth: str = typer.Option("keystone", help="keystone (built-in Keystone v3 subset) or noauth."),
+    keystone_url: str | None = typer.Option(None, help="Validate tokens of this external "
+                                            "Keystone instead of the built-in one."),
+    admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
+                                              help="Password of the bootstrap user admin."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run the API server (Neutron v2.0 + Keystone v3 subset)."""
+    import uvicorn
+
+    from neutrino.server import build_server
+
+    if auth not in ("keystone", "noauth"):
+        raise typer.BadParameter("--auth must be keystone or noauth")
+    settings = Settings(host=host, port=port, state_dir=state_dir.expanduser(),
+                        database=database, auth=auth, keystone_url=keystone_url,
+                        admin_password=admin_password)
+    logging.basicConfig(level=log_level.upper())
+    built = build_server(settings)
+    if built.generated_password:
+        console.print(f"[bold]Bootstrapped user admin[/] (project admin, domain Default) with "
+                      f"password: [bold]{built.generated_password}[/]\n(saved in "
+                      f"{settings.state_dir}/admin-password; `neutrino clouds` prints it)")
+    console.print(f"Neutrino listening on http://{host}:{port} (database {_safe(settings)})")
+    uvicorn.run(built.app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _safe(settings: Settings) -> str:
+    url = settings.database_url
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@db_app.command("upgrade")
+def db_upgrade(state_dir: Path = STATE_DIR, database: str | None = DATABASE) -> None:
+    """Apply all database migrations."""
+    from neutrino.db.migrate import upgrade
+
+    settings = Settings(state_dir=state_dir.expanduser(), database=database)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    console.print(f"database at head: {_safe(settings)}")
+
+
+@app.command()
+def clouds(
+    state_dir: Path = STATE_DIR,
+    host: str = typer.Option("127.0.0.1", help="Server address."),
+    port: int = typer.Option(9696, help="Server port."),
+    cloud: str = typer.Option("neutrino", help="Name of the cloud entry."),
+    admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD"),
+) -> None:
+    """Print a clouds.yaml entry for the admin user of a server."""
+    from neutrino.server import admin_password as find_password
+
+    settings = Settings(host=host, port=port, state_dir=state_dir.expanduser(),
+                        admin_password=admin_password)
+    print(yaml.safe_dump(clouds_yaml(settings, cloud, find_password(settings)), sort_keys=False),
+          end="")
+
+
+def clouds_yaml(settings: Settings, cloud: str, password: str | None) -> dict:
+    return {
+        "clouds": {
+            cloud: {
+                "auth": {
+                    "auth_url": f"{settings.root_url}/v3",
+                    "username": "admin",
+                    "password": password or "<admin password>",
+                    "project_name": "admin",
+                    "user_domain_name": "Default",
+                    "project_domain_name": "Default",
+                },
+                "region_name": settings.region,
+                "identity_api_version": 3,
+                "interface": "public",
+            }
+        }
+    }
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,185 @@
+"""Tables of the networking intent (Neutron resources), tags and the change outbox.
+
+Each resource table carries Neutron's standard attributes as columns (id, project_id, name,
+description, created_at, updated_at, revision_number). Attributes that are lists or dicts
+in the API (allocation pools, allowed address pairs, binding profile...) are JSON columns;
+relations that need uniqueness or lookups (IP allocations, port security groups, tags) are
+tables of their own.
+
+`outbox` is the contract with the compiler: every committed mutation adds one row holding the
+ids of what it changed; its autoincrement key is the global revision.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from neutrino.db.meta import metadata
+
+ID = String(36)
+TS = String(20)  # "2026-11-21T07:30:00Z", as Neutron renders timestamps
+
+
+def _standard(*columns: Column | Index | UniqueConstraint | PrimaryKeyConstraint) -> list:
+    """Neutron's standard attributes, shared by every resource table."""
+    return [
+        Column("id", ID, primary_key=True),
+        Column("project_id", String(255), nullable=False, index=True),
+        Column("name", String(255), nullable=False, default=""),
+        Column("description", String(255), nullable=False, default=""),
+        Column("created_at", TS, nullable=False),
+        Column("updated_at", TS, nullable=False),
+        Column("revision_number", Integer, nullable=False, default=1),
+        *columns,
+    ]
+
+
+networks = Table(
+    "networks",
+    metadata,
+    *_standard(
+        Column("admin_state_up", Boolean, nullable=False),
+        Column("shared", Boolean, nullable=False),
+        Column("router_external", Boolean, nullable=False),
+        Column("mtu", Integer, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("availability_zone_hints", JSON, nullable=False),
+        Column("port_security_enabled", Boolean, nullable=False),
+        Column("network_type", String(32), nullable=False),
+        Column("physical_network", String(64)),
+        Column("segmentation_id", Integer),
+        # "<type>:<physnet>:<id>" for every segment that must be unique (NULL never collides)
+        Column("segment_key", String(128), unique=True),
+    ),
+)
+
+subnets = Table(
+    "subnets",
+    metadata,
+    *_standard(
+        Column("network_id", ID, ForeignKey("networks.id"), nullable=False, index=True),
+        Column("cidr", String(64), nullable=False),
+        Column("ip_version", Integer, nullable=False),
+        Column("gateway_ip", String(64)),
+        Column("allocation_pools", JSON, nullable=False),
+        Column("dns_nameservers", JSON, nullable=False),
+        Column("host_routes", JSON, nullable=False),
+        Column("enable_dhcp", Boolean, nullable=False),
+        Column("ipv6_ra_mode", String(32)),
+        Column("ipv6_address_mode", String(32)),
+    ),
+)
+
+ports = Table(
+    "ports",
+    metadata,
+    *_standard(
+        Column("network_id", ID, ForeignKey("networks.id"), nullable=False, index=True),
+        Column("mac_address", String(32), nullable=False),
+        Column("admin_state_up", Boolean, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("device_id", String(255), nullable=False, index=True),
+        Column("device_owner", String(255), nullable=False),
+        Column("binding_host_id", String(255), nullable=False, index=True),
+        Column("binding_vnic_type", String(32), nullable=False),
+        Column("binding_profile", JSON, nullable=False),
+        Column("binding_vif_type", String(64), nullable=False),
+        Column("binding_vif_details", JSON, nullable=False),
+        Column("port_security_enabled", Boolean, nullable=False),
+        Column("allowed_address_pairs", JSON, nullable=False),
+        Column("extra_dhcp_opts", JSON, nullable=False),
+        UniqueConstraint("network_id", "mac_address"),
+    ),
+)
+
+ip_allocations = Table(
+    "ip_allocations",
+    metadata,
+    Column("port_id", ID, ForeignKey("ports.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("subnet_id", ID, ForeignKey("subnets.id"), nullable=False),
+    Column("network_id", ID, nullable=False),
+    Column("ip_address", String(64), nullable=False),
+    Column("position", Integer, nullable=False),  # order of fixed_ips as the user gave them
+    PrimaryKeyConstraint("subnet_id", "ip_address"),
+)
+
+security_groups = Table(
+    "security_groups",
+    metadata,
+    *_standard(Column("stateful", Boolean, nullable=False)),
+)
+
+# the one `default` group of each project, created on first use
+default_security_groups = Table(
+    "default_security_groups",
+    metadata,
+    Column("project_id", String(255), primary_key=True),
+    Column(
+        "security_group_id",
+        ID,
+        ForeignKey("security_groups.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)
+
+security_group_rules = Table(
+    "security_group_rules",
+    metadata,
+    *_standard(
+        Column(
+            "security_group_id",
+            ID,
+            ForeignKey("security_groups.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        Column("direction", String(16), nullable=False),
+        Column("ethertype", String(8), nullable=False),
+        Column("protocol", String(40)),
+        Column("port_range_min", Integer),
+        Column("port_range_max", Integer),
+        Column("remote_ip_prefix", String(64)),
+        Column("remote_group_id", ID, ForeignKey("security_groups.id"), index=True),
+        Column("remote_address_group_id", ID),
+        Column("normalized_cidr", String(64)),
+    ),
+)
+
+port_security_groups = Table(
+    "port_security_groups",
+    metadata,
+    Column("port_id", ID, ForeignKey("ports.id", ondelete="CASCADE"), nullable=False),
+    Column("security_group_id", ID, ForeignKey("security_groups.id"), nullable=False, index=True),
+    PrimaryKeyConstraint("port_id", "security_group_id"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", ID, nullable=False),
+    Column("tag", String(255), nullable=False),
+    PrimaryKeyConstraint("resource_type", "resource_id", "tag"),
+    Index("ix_tags_tag", "tag"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("revision", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", TS, nullable=False),
+    # [{"kind": "port", "id": "...", "op": "create|update|delete"}, ...]
+    Column("changes", Text, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Test helpers shared by the test suite (importable as ``support`` with ``tests/`` on sys.path)."""
