@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -16,9 +17,9 @@ from neutrino.api.auth import TokenValidator
 from neutrino.config import Settings
 from neutrino.db.engine import Database
 from neutrino.db.migrate import upgrade
-from neutrino.identity.api import install
-from neutrino.identity.external import ExternalKeystoneValidator
-from neutrino.identity.service import IdentityService
+
+if TYPE_CHECKING:
+    from neutrino.identity.service import IdentityService
 
 ADMIN_PASSWORD_FILE = "admin-password"
 
@@ -39,14 +40,23 @@ def build_server(settings: Settings) -> Server:
     validator: TokenValidator | None = None
     generated: str | None = None
     if settings.keystone_url:
+        from neutrino.identity.external import ExternalKeystoneValidator
+
         validator = ExternalKeystoneValidator(settings.keystone_url)
     elif settings.auth != "noauth":
+        from neutrino.identity.service import IdentityService
+
         identity = IdentityService(db, settings)
         generated = identity.bootstrap()
         if generated:
             remember_admin_password(settings.state_dir, generated)
         validator = identity
-    installer = (lambda app: install(app, identity)) if identity is not None else None
+    installer = None
+    if identity is not None:
+        from neutrino.identity.api import install
+
+        service = identity
+        installer = lambda app: install(app, service)  # noqa: E731
     app = create_app(settings, db, validator, installer)
     return Server(app=app, db=db, identity=identity, generated_password=generated)
 

@@ -62,6 +62,14 @@ def create_app(
         body = {"NeutronError": {"type": "HTTPBadRequest", "message": str(exc), "detail": ""}}
         return json_response(body, 400)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        body = {"NeutronError": {"type": "HTTPInternalServerError",
+                                 "message": "Request Failed: internal server error while "
+                                 "processing your request.", "detail": ""}}
+        return json_response(body, 500)
+
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:
         return json_response(discovery.versions(_root_url(request)))
@@ -70,7 +78,7 @@ def create_app(
     @app.get("/v2.0/", include_in_schema=False)
     async def v2_index(request: Request) -> Response:
         authenticate(request)
-        pairs = [(r.resource, r.collection) for r in resources]
+        pairs = [(r.resource, r.collection, r.path) for r in resources]
         return json_response(discovery.v2_index(_root_url(request), pairs))
 
     @app.get("/v2.0/extensions", responses={401: {"description": "Unauthorized"}})

@@ -249,11 +249,3 @@ def standard_attributes(name_max: int = 255) -> dict[str, Attr]:
         "tags": Attr("tags", allow_post=False, allow_put=False, filterable=False),
     }
 
-
-def validate_tag(value: Any) -> str:
-    """A tag is a non-empty string of at most 255 characters without commas or slashes."""
-    if not isinstance(value, str) or not value or len(value) > 255:
-        raise BadRequest(f"Invalid input for tag: '{value}' must be a string of 1-255 characters")
-    if "," in value or "/" in value:
-        raise BadRequest(f"Invalid input for tag: '{value}' must not contain ',' or '/'")
-    return value

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Connection, and_, exists, not_, select
 from sqlalchemy.exc import IntegrityError
 
-from neutrino.api.attributes import body_items, prepare_create, prepare_update, validate_tag
+from neutrino.api.attributes import body_items, prepare_create, prepare_update
 from neutrino.api.errors import (
     BadRequest,
     Conflict,
@@ -33,6 +33,7 @@ from neutrino.api.listing import (
     select_fields,
 )
 from neutrino.api.resources.base import Resource, delete_tags, replace_tags
+from neutrino.api.validators import validate_tag
 from neutrino.context import RequestContext
 from neutrino.db.engine import Database
 from neutrino.db.outbox import Change, record_changes

@@ -60,12 +60,13 @@ def versions(root_url: str) -> dict[str, Any]:
     }
 
 
-def v2_index(root_url: str, collections: list[tuple[str, str]]) -> dict[str, Any]:
+def v2_index(root_url: str, collections: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """(name, collection, url path) of each resource."""
     return {
         "resources": [
             {"name": name, "collection": collection,
-             "links": [{"href": f"{root_url}/v2.0/{collection}", "rel": "self"}]}
-            for name, collection in collections
+             "links": [{"href": f"{root_url}/v2.0/{path}", "rel": "self"}]}
+            for name, collection, path in collections
         ]
     }
 

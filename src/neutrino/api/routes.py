@@ -103,7 +103,7 @@ def add_resource_routes(
     app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
 ) -> None:
     coll, name = res.collection, res.resource
-    base = f"/v2.0/{coll}"
+    base = f"/v2.0/{res.path}"
     item_path = base + "/{resource_id}"
 
     def route(path: str, method: str, op: str, endpoint: Callable[..., Awaitable[Response]],
@@ -152,7 +152,7 @@ def add_tag_routes(
     route: Callable[..., None],
 ) -> None:
     coll = res.collection
-    tags_path = f"/v2.0/{coll}/{{resource_id}}/tags"
+    tags_path = f"/v2.0/{res.path}/{{resource_id}}/tags"
     tag_path = tags_path + "/{tag}"
 
     async def get_tags(request: Request, resource_id: str) -> Response:

@@ -430,14 +430,16 @@ def validate_fixed_ips(value: Any) -> list[dict[str, str]]:
                 "Unrecognized attribute(s) '{}'".format(", ".join(sorted(unknown)))
             )
         entry: dict[str, str] = {}
-        if "subnet_id" in fixed_ip:
-            entry["subnet_id"] = validate_uuid(fixed_ip["subnet_id"])
+        address: str | None = None
         if "ip_address" in fixed_ip:
             raw = fixed_ip["ip_address"]
             address = validate_ip_address(raw)
             if address in addresses:
                 raise AttributeValidationError(f"Duplicate IP address '{raw}'")
             addresses.append(address)
+        if "subnet_id" in fixed_ip:
+            entry["subnet_id"] = validate_uuid(fixed_ip["subnet_id"])
+        if address is not None:
             entry["ip_address"] = address
         if not entry:
             raise AttributeValidationError("IP allocation requires subnet_id or ip_address")
@@ -637,7 +639,7 @@ def _port_value(port: Any) -> int | None:
     if port is None:
         return None
     try:
-        if isinstance(port, bool) or isinstance(port, float) and not port.is_integer():
+        if isinstance(port, bool) or (isinstance(port, float) and not port.is_integer()):
             raise ValueError(port)
         number = int(port)
     except (ValueError, TypeError):

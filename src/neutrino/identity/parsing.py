@@ -59,9 +59,7 @@ class Field:
         if not isinstance(value, str):
             raise validation_error(name, f"{value!r} is not of type 'string'")
         if not self.min_length <= len(value) <= self.max_length:
-            raise validation_error(
-                name, f"length must be between {self.min_length} and {self.max_length}"
-            )
+            raise validation_error(name, f"length must be between {self.min_length} and {self.max_length}")
         if not _NO_NUL_RE.match(value):
             raise validation_error(name, "must not contain NUL characters")
         return value
@@ -236,6 +234,7 @@ AUTH_SCHEMA: Json = {
         }
     },
 }
+
 
 def parse_auth_request(body: Json) -> AuthRequest:
     """A `POST /v3/auth/tokens` body as an AuthRequest."""

@@ -95,9 +95,7 @@ def find_domain_by_name(conn: Connection, name: str) -> Domain | None:
     return domain_of(row) if row else None
 
 
-def list_domains(
-    conn: Connection, name: str | None = None, enabled: bool | None = None
-) -> list[Domain]:
+def list_domains(conn: Connection, name: str | None = None, enabled: bool | None = None) -> list[Domain]:
     query: Select[Any] | None = select(domains).order_by(domains.c.name)
     for column, value in ((domains.c.name, name), (domains.c.enabled, enabled)):
         query = _filtered(query, column, value) if query is not None else None
@@ -193,9 +191,7 @@ def get_region(conn: Connection, region_id: str) -> Region | None:
 
 
 def list_regions(conn: Connection, parent_region_id: str | None = None) -> list[Region]:
-    query = _filtered(
-        select(regions).order_by(regions.c.id), regions.c.parent_region_id, parent_region_id
-    )
+    query = _filtered(select(regions).order_by(regions.c.id), regions.c.parent_region_id, parent_region_id)
     return [region_of(row) for row in conn.execute(query)] if query is not None else []
 
 
@@ -239,11 +235,7 @@ def effective_roles(conn: Connection, user_id: str, project_id: str) -> tuple[Ro
 
 def user_project_ids(conn: Connection, user_id: str) -> list[str]:
     """Projects the user holds at least one role on."""
-    query = (
-        select(role_assignments.c.project_id)
-        .where(role_assignments.c.user_id == user_id)
-        .distinct()
-    )
+    query = select(role_assignments.c.project_id).where(role_assignments.c.user_id == user_id).distinct()
     return [row.project_id for row in conn.execute(query)]
 
 
@@ -285,9 +277,7 @@ def role_assignments_matching(
     return assignments
 
 
-def _by_id(
-    conn: Connection, table: Any, record_of: Callable[[Row[Any]], T], ids: set[str]
-) -> dict[str, T]:
+def _by_id(conn: Connection, table: Any, record_of: Callable[[Row[Any]], T], ids: set[str]) -> dict[str, T]:
     if not ids:
         return {}
     rows = conn.execute(select(table).where(table.c.id.in_(sorted(ids))))

@@ -68,9 +68,7 @@ ADMIN_PASSWORD_ENV = "NEUTRINO_ADMIN_PASSWORD"
 EXPIRED_TOKEN_PURGE_SECONDS = 600
 
 PROJECT_FIELDS = frozenset({"name", "description", "enabled"})
-USER_FIELDS = frozenset(
-    {"name", "password", "enabled", "email", "description", "default_project_id"}
-)
+USER_FIELDS = frozenset({"name", "password", "enabled", "email", "description", "default_project_id"})
 
 
 def utcnow() -> datetime:
@@ -188,9 +186,7 @@ class IdentityService:
         if not token or len(token) > 1024:
             return None
         with self.db.read() as conn:
-            row = conn.execute(
-                select(tokens).where(tokens.c.token_hash == token_digest(token))
-            ).first()
+            row = conn.execute(select(tokens).where(tokens.c.token_hash == token_digest(token))).first()
             if row is None or row.expires_at <= utcnow():
                 return None
             info = self._describe_token(
@@ -213,6 +209,7 @@ class IdentityService:
         has no role on.
         """
         now = utcnow()
+        audit_ids: tuple[str, ...]
         if request.token is not None:
             parent = self.token_info(request.token)
             if parent is None:
@@ -244,9 +241,7 @@ class IdentityService:
                 )
             )
             self._purge_expired_tokens(conn, now)
-            info = self._describe_token(
-                conn, user_id, project_id, methods, audit_ids, now, expires_at
-            )
+            info = self._describe_token(conn, user_id, project_id, methods, audit_ids, now, expires_at)
         if info is None:  # the user was disabled meanwhile
             raise Unauthorized()
         self._token_cache.put(token, epoch_seconds(expires_at), info.context)
@@ -257,15 +252,11 @@ class IdentityService:
         if not token or len(token) > 1024:
             return False
         with self.db.write() as conn:
-            result = conn.execute(
-                delete(tokens).where(tokens.c.token_hash == token_digest(token))
-            )
+            result = conn.execute(delete(tokens).where(tokens.c.token_hash == token_digest(token)))
         self._token_cache.forget(token)
         return result.rowcount > 0
 
-    def _authenticate_password(
-        self, reference: UserReference | None, password: str | None
-    ) -> User:
+    def _authenticate_password(self, reference: UserReference | None, password: str | None) -> User:
         if reference is None or password is None:
             raise Unauthorized()
         with self.db.read() as conn:
@@ -291,9 +282,7 @@ class IdentityService:
             return None
         return queries.find_user_row_by_name(conn, reference.name, domain.id)
 
-    def _find_domain(
-        self, conn: Connection, domain_id: str | None, domain_name: str | None
-    ) -> Domain | None:
+    def _find_domain(self, conn: Connection, domain_id: str | None, domain_name: str | None) -> Domain | None:
         if domain_id is not None:
             return queries.get_domain(conn, domain_id)
         if domain_name is not None:
@@ -474,14 +463,10 @@ class IdentityService:
             if project is None:
                 raise NotFound("project", project_id)
             new_name = changes.get("name", project.name)
-            if new_name != project.name and queries.find_project_by_name(
-                conn, new_name, project.domain_id
-            ):
+            if new_name != project.name and queries.find_project_by_name(conn, new_name, project.domain_id):
                 raise _duplicate("project", new_name, project.domain_id)
             if changes:
-                conn.execute(
-                    update(projects).where(projects.c.id == project_id).values(**changes)
-                )
+                conn.execute(update(projects).where(projects.c.id == project_id).values(**changes))
             updated = queries.get_project(conn, project_id)
         assert updated is not None
         self._token_cache.forget_where(lambda context: context.project_id == project_id)
@@ -493,9 +478,7 @@ class IdentityService:
             if queries.get_project(conn, project_id) is None:
                 raise NotFound("project", project_id)
             conn.execute(delete(tokens).where(tokens.c.project_id == project_id))
-            conn.execute(
-                delete(role_assignments).where(role_assignments.c.project_id == project_id)
-            )
+            conn.execute(delete(role_assignments).where(role_assignments.c.project_id == project_id))
             conn.execute(delete(projects).where(projects.c.id == project_id))
         self._token_cache.forget_where(lambda context: context.project_id == project_id)
 
@@ -545,9 +528,7 @@ class IdentityService:
             if queries.find_user_row_by_name(conn, name, domain_id) is not None:
                 raise _duplicate("user", name, domain_id)
             conn.execute(
-                insert(users).values(
-                    **_fields(user), password_hash=password_hash, created_at=utcnow()
-                )
+                insert(users).values(**_fields(user), password_hash=password_hash, created_at=utcnow())
             )
         return user
 
@@ -588,7 +569,8 @@ class IdentityService:
         with self.db.read() as conn:
             row = queries.get_user_row(conn, user_id)
         if row is None:
-            raise NotFound("user", user_id)
+            verify_unknown_user(original_password)
+            raise Unauthorized()
         if not verify_password(row.password_hash, original_password):
             raise Unauthorized()
         with self.db.write() as conn:
@@ -637,9 +619,7 @@ class IdentityService:
         """Whether the user holds exactly this role (directly) on the project."""
         with self.db.read() as conn:
             self._require_assignment_parts(conn, project_id, user_id, role_id)
-            return bool(
-                queries.role_assignments_matching(conn, user_id, project_id, role_id)
-            )
+            return bool(queries.role_assignments_matching(conn, user_id, project_id, role_id))
 
     def unassign_role(self, project_id: str, user_id: str, role_id: str) -> None:
         with self.db.write() as conn:
@@ -677,9 +657,7 @@ class IdentityService:
                 return queries.role_assignments_matching(conn, user_id, project_id, role_id)
             direct = queries.role_assignments_matching(conn, user_id, project_id)
             expanded = [
-                RoleAssignment(
-                    a.user, a.user_domain, a.project, a.project_domain, implied, implied_by=a.role
-                )
+                RoleAssignment(a.user, a.user_domain, a.project, a.project_domain, implied, implied_by=a.role)
                 for a in direct
                 for implied in queries.implied_roles(conn, a.role)
             ]
@@ -695,14 +673,10 @@ class IdentityService:
         if queries.get_role(conn, role_id) is None:
             raise NotFound("role", role_id)
 
-    def _insert_assignment(
-        self, conn: Connection, user_id: str, project_id: str, role_id: str
-    ) -> None:
+    def _insert_assignment(self, conn: Connection, user_id: str, project_id: str, role_id: str) -> None:
         if not queries.role_assignments_matching(conn, user_id, project_id, role_id):
             conn.execute(
-                insert(role_assignments).values(
-                    user_id=user_id, project_id=project_id, role_id=role_id
-                )
+                insert(role_assignments).values(user_id=user_id, project_id=project_id, role_id=role_id)
             )
 
     def _forget_tokens_of_user_on(self, user_id: str, project_id: str) -> None:

@@ -32,11 +32,14 @@ def new_id() -> str:
 class Resource:
     resource: str  # singular API name: "network"
     collection: str  # plural API name: "networks"
+    path: str = ""  # URL segment under /v2.0, when it differs from collection ("security-groups")
     table: Table
     attributes: dict[str, Attr]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        if not self.path:
+            self.path = self.collection
 
     # --- visibility -----------------------------------------------------------------------
     def scope(self, ctx: RequestContext) -> ColumnElement[bool]:

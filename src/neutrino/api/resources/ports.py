@@ -301,7 +301,8 @@ class Ports(Resource):
             subnet = self._subnet_for(entry, by_id, network_id)
             address = entry.get("ip_address")
             if address is not None:
-                ipam.check_fixed_ip_in_subnet(address, subnet.cidr, subnet.ip_version)
+                ipam.check_fixed_ip_in_subnet(address, subnet.cidr, subnet.ip_version,
+                                              device_owner=owner)
                 if is_auto_address(subnet) and not router and address != ipam.eui64_address(
                     subnet.cidr, mac
                 ):

@@ -90,13 +90,12 @@ def rule_view(row: Row[Any]) -> dict[str, Any]:
 def _insert_rule(conn: Connection, project_id: str, group_id: str, **fields: Any) -> str:
     stamp = now_iso()
     rule_id = new_id()
-    row = {column: None for column in RULE_COLUMNS}
+    row: dict[str, Any] = {column: None for column in RULE_COLUMNS}
     row.update(fields)
-    conn.execute(insert(security_group_rules).values(
-        id=rule_id, project_id=project_id, name="", description=fields.get("description", ""),
-        created_at=stamp, updated_at=stamp, revision_number=1,
-        **{**row, "security_group_id": group_id},
-    ))
+    row.update(id=rule_id, project_id=project_id, name="", security_group_id=group_id,
+               description=fields.get("description", ""), created_at=stamp, updated_at=stamp,
+               revision_number=1)
+    conn.execute(insert(security_group_rules).values(**row))
     return rule_id
 
 
@@ -144,6 +143,7 @@ def default_group_exists(conn: Connection, project_id: str) -> bool:
 class SecurityGroups(Resource):
     resource = "security_group"
     collection = "security_groups"
+    path = "security-groups"
     table = security_groups
     attributes = GROUP_ATTRIBUTES
 
@@ -245,6 +245,7 @@ class SecurityGroups(Resource):
 class SecurityGroupRules(Resource):
     resource = "security_group_rule"
     collection = "security_group_rules"
+    path = "security-group-rules"
     table = security_group_rules
     attributes = RULE_ATTRIBUTES
 
@@ -262,7 +263,7 @@ class SecurityGroupRules(Resource):
     ) -> tuple[str, list[Change]]:
         group = self._group(conn, ctx, values["security_group_id"])
         ethertype = values["ethertype"]
-        protocol = values["protocol"]
+        protocol = v.validate_protocol(values["protocol"], ethertype)
         port_min, port_max = v.validate_port_range(
             protocol, values["port_range_min"], values["port_range_max"]
         )

@@ -124,6 +124,7 @@ class Subnets(Resource):
             cidr, version, ipam.UNSET if values["gateway_ip"] is UNSET else values["gateway_ip"],
             None if values["allocation_pools"] is UNSET else values["allocation_pools"],
             ipv6_ra_mode=ra_mode, ipv6_address_mode=address_mode,
+            enable_dhcp=values["enable_dhcp"],
         )
         self._check_overlap(conn, net.id, plan.cidr, None)
         self._check_routes_and_dns(values, version)
@@ -190,6 +191,7 @@ class Subnets(Resource):
                 current["cidr"], current["ip_version"], gateway, pools,
                 ipv6_ra_mode=current["ipv6_ra_mode"],
                 ipv6_address_mode=current["ipv6_address_mode"],
+                enable_dhcp=values.get("enable_dhcp", current["enable_dhcp"]),
             )
             if plan.gateway_ip and plan.gateway_ip != current["gateway_ip"]:
                 holder = conn.execute(select(ip_allocations.c.port_id).where(
