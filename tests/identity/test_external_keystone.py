@@ -64,9 +64,7 @@ def test_a_member_token_is_validated_with_the_members_own_rights(live_server: Li
     grant = f"/v3/projects/{project['id']}/users/{user['id']}/roles/{roles[0]['id']}"
     assert httpx.put(f"{live_server.url}{grant}", headers=admin).status_code == 204
 
-    context = ExternalKeystoneValidator(live_server.url).validate_token(
-        issue(live_server, "ext-u", "ext-pw")
-    )
+    context = ExternalKeystoneValidator(live_server.url).validate_token(issue(live_server, "ext-u", "ext-pw"))
     assert context is not None
     assert (context.user_id, context.project_id) == (user["id"], project["id"])
     assert context.roles == ("member", "reader") and not context.is_admin

@@ -18,7 +18,12 @@ import pytest
 
 from .conftest import ADMIN_PASSWORD, LiveServer
 
-pytestmark = [pytest.mark.clients, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.clients,
+    # openstacksdk warns about its own future removals
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 OPENSTACK_CLI = Path(sys.executable).parent / "openstack"
 

@@ -28,9 +28,7 @@ def create_project(client: TestClient, admin: dict[str, str], name: str = "p1") 
     return project
 
 
-def create_user(
-    client: TestClient, admin: dict[str, str], name: str = "u1", **extra: Any
-) -> dict[str, Any]:
+def create_user(client: TestClient, admin: dict[str, str], name: str = "u1", **extra: Any) -> dict[str, Any]:
     body = {"user": {"name": name, "password": "u1-pw", **extra}}
     response = client.post("/v3/users", headers=admin, json=body)
     assert response.status_code == 201, response.text
@@ -113,9 +111,9 @@ def test_the_catalog_lists_network_and_identity_in_every_interface(client: TestC
 
 
 def test_users_and_projects_may_be_named_by_id(client: TestClient, admin: dict[str, str]) -> None:
-    token = client.get(
-        "/v3/auth/tokens", headers={**admin, "X-Subject-Token": admin["X-Auth-Token"]}
-    ).json()["token"]
+    token = client.get("/v3/auth/tokens", headers={**admin, "X-Subject-Token": admin["X-Auth-Token"]}).json()[
+        "token"
+    ]
     body = {
         "auth": {
             "identity": {
@@ -153,17 +151,13 @@ def test_nocatalog_leaves_the_catalog_out(client: TestClient) -> None:
     ],
     ids=["wrong-password", "unknown-user", "unknown-project", "domain-scope"],
 )
-def test_failed_authentication_is_401_in_keystone_format(
-    client: TestClient, body: dict[str, Any]
-) -> None:
+def test_failed_authentication_is_401_in_keystone_format(client: TestClient, body: dict[str, Any]) -> None:
     response = client.post("/v3/auth/tokens", json=body)
     assert_keystone_error(response, 401)
     assert response.headers["WWW-Authenticate"] == 'Keystone uri="http://testserver/v3"'
 
 
-def test_a_project_the_user_has_no_role_on_is_401(
-    client: TestClient, member: dict[str, Any]
-) -> None:
+def test_a_project_the_user_has_no_role_on_is_401(client: TestClient, member: dict[str, Any]) -> None:
     response = client.post("/v3/auth/tokens", json=password_auth("u1", "u1-pw", "admin"))
     assert_keystone_error(response, 401)
 
@@ -213,9 +207,7 @@ def test_validate_check_and_revoke_a_token(client: TestClient, admin: dict[str, 
     assert_keystone_error(client.delete("/v3/auth/tokens", headers=subject), 404)
 
 
-def test_validating_needs_a_valid_auth_token_and_a_subject(
-    client: TestClient, admin: dict[str, str]
-) -> None:
+def test_validating_needs_a_valid_auth_token_and_a_subject(client: TestClient, admin: dict[str, str]) -> None:
     assert_keystone_error(client.get("/v3/auth/tokens"), 401)
     assert_keystone_error(client.get("/v3/auth/tokens", headers={"X-Auth-Token": "bogus"}), 401)
     assert_keystone_error(client.get("/v3/auth/tokens", headers=admin), 400)
@@ -316,9 +308,7 @@ def test_duplicate_project_names_conflict(client: TestClient, admin: dict[str, s
     response = client.post("/v3/projects", headers=admin, json={"project": {"name": "p1"}})
     assert_keystone_error(response, 409)
     other = create_project(client, admin, "p2")
-    renamed = client.patch(
-        f"/v3/projects/{other['id']}", headers=admin, json={"project": {"name": "p1"}}
-    )
+    renamed = client.patch(f"/v3/projects/{other['id']}", headers=admin, json={"project": {"name": "p1"}})
     assert_keystone_error(renamed, 409)
 
 
@@ -428,9 +418,7 @@ def test_duplicate_user_names_conflict(client: TestClient, admin: dict[str, str]
         {"user": {"name": "u", "password": "x" * 4097}},
     ],
 )
-def test_invalid_user_bodies_are_400(
-    client: TestClient, admin: dict[str, str], body: dict[str, Any]
-) -> None:
+def test_invalid_user_bodies_are_400(client: TestClient, admin: dict[str, str], body: dict[str, Any]) -> None:
     assert_keystone_error(client.post("/v3/users", headers=admin, json=body), 400)
 
 
@@ -486,8 +474,7 @@ def test_role_assignments_filter_and_include_names(
         "user": {"id": user_id},
         "scope": {"project": {"id": project_id}},
         "links": {
-            "assignment": f"http://testserver/v3/projects/{project_id}/users/{user_id}"
-            f"/roles/{member_id}"
+            "assignment": f"http://testserver/v3/projects/{project_id}/users/{user_id}/roles/{member_id}"
         },
     }
     [named] = client.get(f"{query}&include_names=True", headers=admin).json()["role_assignments"]
@@ -500,9 +487,7 @@ def test_role_assignments_filter_and_include_names(
     by_role = client.get(f"/v3/role_assignments?role.id={member_id}", headers=admin).json()
     assert len(by_role["role_assignments"]) == 1
     effective = client.get(f"{query}&effective", headers=admin).json()["role_assignments"]
-    assert sorted(a["role"]["id"] for a in effective) == sorted(
-        [member_id, role_id(client, admin, "reader")]
-    )
+    assert sorted(a["role"]["id"] for a in effective) == sorted([member_id, role_id(client, admin, "reader")])
     groups = client.get("/v3/role_assignments?group.id=g", headers=admin).json()
     assert groups["role_assignments"] == []
 
@@ -526,9 +511,9 @@ def test_regions_services_and_endpoints(client: TestClient, admin: dict[str, str
 
     endpoints = client.get(f"/v3/endpoints?service_id={network['id']}", headers=admin).json()
     assert {e["interface"] for e in endpoints["endpoints"]} == {"public", "internal", "admin"}
-    public = client.get(
-        f"/v3/endpoints?service_id={network['id']}&interface=public", headers=admin
-    ).json()["endpoints"][0]
+    public = client.get(f"/v3/endpoints?service_id={network['id']}&interface=public", headers=admin).json()[
+        "endpoints"
+    ][0]
     assert public["url"] == "http://testserver"
     shown = client.get(f"/v3/endpoints/{public['id']}", headers=admin).json()["endpoint"]
     assert shown == public
@@ -628,9 +613,7 @@ def test_non_admins_are_forbidden_to_manage_identity(
     assert_keystone_error(response, 403)
 
 
-def test_users_see_themselves_and_their_projects(
-    client: TestClient, member: dict[str, Any]
-) -> None:
+def test_users_see_themselves_and_their_projects(client: TestClient, member: dict[str, Any]) -> None:
     headers, user, project = member["headers"], member["user"], member["project"]
     assert client.get(f"/v3/users/{user['id']}", headers=headers).json()["user"]["name"] == "u1"
     own = client.get(f"/v3/users/{user['id']}/projects", headers=headers).json()["projects"]

@@ -187,9 +187,7 @@ def test_a_member_gets_member_and_reader_but_not_admin(service: IdentityService)
     ],
     ids=["wrong-password", "unknown-user", "unknown-domain", "unknown-user-id", "no-project"],
 )
-def test_bad_credentials_or_scope_are_unauthorized(
-    service: IdentityService, request_: AuthRequest
-) -> None:
+def test_bad_credentials_or_scope_are_unauthorized(service: IdentityService, request_: AuthRequest) -> None:
     with pytest.raises(Unauthorized):
         service.issue_token(request_)
 
@@ -223,7 +221,9 @@ def test_a_token_can_be_rescoped_with_the_token_method(service: IdentityService)
     unscoped = service.issue_token(login(project=None))
     rescoped = service.issue_token(
         AuthRequest(
-            methods=("token",), token=unscoped.token, project=ProjectReference(name="admin", domain_id="default")
+            methods=("token",),
+            token=unscoped.token,
+            project=ProjectReference(name="admin", domain_id="default"),
         )
     )
     assert rescoped.info.project is not None and rescoped.info.project.name == "admin"

@@ -67,7 +67,7 @@ class NetworkingApi:
         raise AssertionError("unreachable")
 
     # --- reading ------------------------------------------------------------------------------
-    def list(
+    def list_collection(
         self,
         ctx: RequestContext,
         collection: str,

@@ -108,7 +108,7 @@ def add_resource_routes(
 
     def route(path: str, method: str, op: str, endpoint: Callable[..., Awaitable[Response]],
               codes: tuple[int, ...], status: int = 200, **extra: Any) -> None:
-        ok = {status: {"description": "Success"}}
+        ok: dict[int | str, dict[str, Any]] = {status: {"description": "Success"}}
         app.add_api_route(path, endpoint, methods=[method], operation_id=f"{op}_{name}",
                           responses={**ok, **_errors(*codes)}, status_code=status,
                           include_in_schema=True, openapi_extra=extra or None, tags=[coll])
@@ -117,7 +117,7 @@ def add_resource_routes(
         ctx = authenticate(request)
         params = list(request.query_params.multi_items())
         base_url = str(request.url).split("?", 1)[0]
-        return json_response(api.list(ctx, coll, params, base_url))
+        return json_response(api.list_collection(ctx, coll, params, base_url))
 
     async def create_item(request: Request) -> Response:
         ctx = authenticate(request)

@@ -4,6 +4,7 @@ EUI-64 on SLAAC subnets), MAC addresses, port security, security groups and bind
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, delete, insert, select
@@ -338,7 +339,7 @@ class Ports(Resource):
                            "specified network.")
 
     def _auto_addresses(
-        self, conn: Connection, network_id: str, subnet_rows: list[Row[Any]], mac: str,
+        self, conn: Connection, network_id: str, subnet_rows: Sequence[Row[Any]], mac: str,
         router: bool,
     ) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

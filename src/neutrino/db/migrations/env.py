@@ -22,8 +22,8 @@ def run_migrations_online() -> None:
                               render_as_batch=url.startswith("sqlite"))
             with context.begin_transaction():
                 context.run_migrations()
-    else:
-        context.configure(connection=connectable, target_metadata=metadata)
+    else:  # an open Connection handed in by the caller
+        context.configure(connection=connectable, target_metadata=metadata)  # type: ignore[arg-type]
         with context.begin_transaction():
             context.run_migrations()
 
