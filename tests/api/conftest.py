@@ -3,21 +3,31 @@
 `client` runs every API test against SQLite and (marked `postgres`) against a real PostgreSQL
 started from Debian's package. The server runs in noauth mode here; callers choose who they
 are with `as_project(project, roles)` headers. Keystone auth is covered in tests/clients.
+
+Migrating a database takes longer than most tests, so each session migrates one template per
+backend and every test gets a copy of it (a file copy for SQLite, `CREATE DATABASE ...
+TEMPLATE` for PostgreSQL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
+from psycopg import sql
+from sqlalchemy import create_engine
 
 from neutrino.api.app import create_app
 from neutrino.config import Settings
 from neutrino.db.engine import Database
-from neutrino.db.migrate import upgrade
+from neutrino.db.migrate import alembic_config, upgrade
 
 ADMIN = {"X-Project-Id": "admin-project", "X-Roles": "admin,member,reader"}
 
@@ -26,19 +36,50 @@ def as_project(project: str, roles: str = "member,reader") -> dict[str, str]:
     return {"X-Project-Id": project, "X-Roles": roles}
 
 
+_copies = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "neutrino.sqlite"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: Any) -> str:
+    url = postgres_server.create_database("api_template")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # own the connection: a template must have no sessions left
+        config = alembic_config(url)
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    engine.dispose()
+    return "api_template"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, migrated database."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/neutrino.sqlite"
+        path = tmp_path / "neutrino.sqlite"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
     server = request.getfixturevalue("postgres_server")
-    url: str = server.create_database()
-    return url
+    name = f"api_{next(_copies)}"
+    with server._admin_connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(template), sql.Identifier(server.user)))
+    yield server.url_for(name)
+    with contextlib.suppress(Exception):
+        server.drop_database(name)
 
 
 @pytest.fixture
 def app_parts(database_url: str, tmp_path: Path) -> Iterator[tuple[Any, Database]]:
     settings = Settings(state_dir=tmp_path, database=database_url, auth="noauth")
-    upgrade(database_url)
     db = Database(database_url)
     yield create_app(settings, db), db
     db.dispose()

@@ -321,6 +321,10 @@ class Ports(Resource):
             if (subnet.id, address) in out:
                 raise BadRequest(f"Duplicate IP address '{address}' in fixed_ips")
             out.append((subnet.id, address))
+        if not router:  # SLAAC addresses are implied, as in Neutron
+            given = {subnet_id for subnet_id, _ in out}
+            out += [(s.id, ipam.eui64_address(s.cidr, mac)) for s in subnet_rows
+                    if is_auto_address(s) and s.id not in given]
         return out
 
     @staticmethod
