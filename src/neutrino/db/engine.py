@@ -17,17 +17,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers take SQLite's write lock at BEGIN (IMMEDIATE), so the reads a write transaction
+    makes before its first INSERT are already inside it; readers get one snapshot (DEFERRED)."""
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
@@ -39,25 +48,28 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8
+                url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
+                json_deserializer=orjson.loads,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True,
+                                        json_deserializer=orjson.loads)
         self.write_lock = threading.RLock()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One serialised write transaction (commit on success, rollback on any error)."""
-        with self.write_lock, self.engine.begin() as conn:
-            if self.is_sqlite:
-                # take the write lock at BEGIN, so a read-then-write never upgrades and fails
-                conn.exec_driver_sql("SELECT 1")
-            yield conn
+        with self.write_lock, self.engine.connect() as conn:
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        """A read-only transaction: every query in it sees the same snapshot."""
+        with self.engine.connect() as conn, conn.begin():
             yield conn
 
     def dispose(self) -> None:
