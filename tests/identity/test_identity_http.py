@@ -181,6 +181,11 @@ def test_a_project_the_user_has_no_role_on_is_401(client: TestClient, member: di
         b'{"auth": {"identity": {"methods": ["token"], "token": {"id": "x"}},'
         b' "scope": {"project": {"name": "admin"}}}}',
         b'{"auth": {"identity": {"methods": ["token"], "token": {"id": "\\u0000"}}}}',
+        b'{"auth": {"identity": {"methods": ["password"], "password": {"user": {"id": "x",'
+        b' "password": "p", "domain": 5}}}}}',
+        b'{"auth": {"identity": {"methods": ["token"], "token": {"id": "x"}, "password": 5}}}',
+        b'{"auth": {"identity": {"methods": ["token"], "token": {"id": "x"}},'
+        b' "scope": {"project": {"id": "x"}, "system": 5}}}',
     ],
 )
 def test_malformed_auth_requests_are_400(client: TestClient, raw_body: bytes) -> None:
@@ -207,10 +212,13 @@ def test_validate_check_and_revoke_a_token(client: TestClient, admin: dict[str, 
     assert_keystone_error(client.delete("/v3/auth/tokens", headers=subject), 404)
 
 
-def test_validating_needs_a_valid_auth_token_and_a_subject(client: TestClient, admin: dict[str, str]) -> None:
+def test_validating_needs_a_valid_auth_token_and_an_existing_subject(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     assert_keystone_error(client.get("/v3/auth/tokens"), 401)
     assert_keystone_error(client.get("/v3/auth/tokens", headers={"X-Auth-Token": "bogus"}), 401)
-    assert_keystone_error(client.get("/v3/auth/tokens", headers=admin), 400)
+    assert_keystone_error(client.get("/v3/auth/tokens", headers=admin), 404)
+    assert_keystone_error(client.get("/v3/auth/tokens", headers={**admin, "X-Subject-Token": ""}), 404)
 
 
 def test_users_may_validate_their_own_tokens_only(
@@ -326,7 +334,6 @@ def test_duplicate_project_names_conflict(client: TestClient, admin: dict[str, s
         {"project": {"name": "p", "description": 3}},
         {"project": {"name": "p", "domain_id": ""}},
         {"project": {"name": "p", "is_domain": True}},
-        {"project": {"name": "p", "parent_id": "some-project"}},
     ],
 )
 def test_invalid_project_bodies_are_400(
@@ -338,6 +345,16 @@ def test_invalid_project_bodies_are_400(
 def test_a_project_in_a_missing_domain_is_404(client: TestClient, admin: dict[str, str]) -> None:
     body = {"project": {"name": "p", "domain_id": "nope"}}
     assert_keystone_error(client.post("/v3/projects", headers=admin, json=body), 404)
+
+
+def test_projects_have_no_parent_but_their_domain(client: TestClient, admin: dict[str, str]) -> None:
+    in_domain = {"project": {"name": "p", "parent_id": "default", "is_domain": False}}
+    assert client.post("/v3/projects", headers=admin, json=in_domain).status_code == 201
+    parent = create_project(client, admin, "parent")
+    nested = {"project": {"name": "child", "parent_id": parent["id"]}}
+    assert_keystone_error(client.post("/v3/projects", headers=admin, json=nested), 400)
+    missing = {"project": {"name": "child", "parent_id": "no-such-project"}}
+    assert_keystone_error(client.post("/v3/projects", headers=admin, json=missing), 404)
 
 
 def test_a_projects_domain_cannot_change(client: TestClient, admin: dict[str, str]) -> None:

@@ -175,11 +175,9 @@ def _subject_token(
     service: IdentityService, caller: RequestContext, subject: str | None, action: str
 ) -> TokenInfo:
     """The X-Subject-Token's details: admins see any token, users their own."""
-    if not subject:
-        raise BadRequest("The X-Subject-Token header is required.")
-    info = service.token_info(subject)
+    info = service.token_info(subject) if subject else None
     if info is None:
-        raise NotFound("token", subject)
+        raise NotFound("token", subject or "(no X-Subject-Token given)")
     policy.require_admin_or_self(caller, info.user.id, action)
     return info
 
@@ -187,7 +185,7 @@ def _subject_token(
 @router.get(
     "/auth/tokens",
     summary="Validate the X-Subject-Token and show it",
-    responses=_errors(400, *AUTHENTICATED, 404),
+    responses=_errors(*AUTHENTICATED, 404),
 )
 def show_token(
     request: Request,
@@ -206,7 +204,7 @@ def show_token(
     status_code=200,
     response_class=Response,
     summary="Check the X-Subject-Token",
-    responses=_errors(400, *AUTHENTICATED, 404),
+    responses=_errors(*AUTHENTICATED, 404),
 )
 def check_token(service: Service, caller: Caller, x_subject_token: SubjectToken = None) -> Response:
     _subject_token(service, caller, x_subject_token, "check_token")
@@ -218,7 +216,7 @@ def check_token(service: Service, caller: Caller, x_subject_token: SubjectToken 
     status_code=204,
     response_class=Response,
     summary="Revoke the X-Subject-Token",
-    responses=_errors(400, *AUTHENTICATED, 404),
+    responses=_errors(*AUTHENTICATED, 404),
 )
 def revoke_token(service: Service, caller: Caller, x_subject_token: SubjectToken = None) -> Response:
     _subject_token(service, caller, x_subject_token, "revoke_token")
@@ -319,7 +317,7 @@ async def create_project(request: Request, service: Service, caller: Caller) -> 
     policy.require_admin(caller, "create_project")
     fields = read_fields(member(await _body(request), "project"), PROJECT_CREATE, "project")
     domain_id = fields.get("domain_id") or DEFAULT_DOMAIN_ID
-    _refuse_hierarchy(fields, domain_id)
+    await run_in_threadpool(_refuse_hierarchy, service, fields.get("parent_id"), domain_id)
     project = await run_in_threadpool(
         service.create_project,
         name=fields["name"],
@@ -330,13 +328,12 @@ async def create_project(request: Request, service: Service, caller: Caller) -> 
     return _json({"project": render.project(_root(request, service), project)}, status_code=201)
 
 
-def _refuse_hierarchy(fields: Json, domain_id: str) -> None:
-    """Projects live directly in their domain: no sub-projects, no projects acting as domains."""
-    if fields.get("is_domain"):
-        raise BadRequest("Projects acting as domains are not supported.")
-    parent_id = fields.get("parent_id")
-    if parent_id is not None and parent_id != domain_id:
-        raise BadRequest("Hierarchical projects are not supported: parent_id must be the domain.")
+def _refuse_hierarchy(service: IdentityService, parent_id: str | None, domain_id: str) -> None:
+    """Projects live directly in their domain: a parent_id may only name that domain."""
+    if parent_id is None or parent_id == domain_id:
+        return
+    service.get_project(parent_id)  # 404 for a parent that does not exist, as Keystone
+    raise BadRequest("Hierarchical projects are not supported: parent_id must be the domain.")
 
 
 @router.get("/projects/{project_id}", summary="Show a project", responses=_errors(*AUTHENTICATED, 404))

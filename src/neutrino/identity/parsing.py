@@ -36,10 +36,14 @@ class Field:
     nullable: bool = False
     min_length: int = 0
     max_length: int = 255
+    only: bool | None = None  # the one value a boolean may take
 
     def schema(self) -> Json:
         if self.kind is bool:
-            return {"type": ["boolean", "null"] if self.nullable else "boolean"}
+            schema: Json = {"type": ["boolean", "null"] if self.nullable else "boolean"}
+            if self.only is not None:
+                schema["enum"] = [self.only]
+            return schema
         return {
             "type": ["string", "null"] if self.nullable else "string",
             "minLength": self.min_length,
@@ -55,6 +59,8 @@ class Field:
         if self.kind is bool:
             if type(value) is not bool:
                 raise validation_error(name, f"{value!r} is not of type 'boolean'")
+            if self.only is not None and value is not self.only:
+                raise validation_error(name, f"{value!r} is not one of [{self.only!r}]")
             return value
         if not isinstance(value, str):
             raise validation_error(name, f"{value!r} is not of type 'string'")
@@ -75,8 +81,8 @@ PROJECT_CREATE = {
     "domain_id": OPTIONAL_ID,
     "description": DESCRIPTION,
     "enabled": ENABLED,
-    "parent_id": OPTIONAL_ID,
-    "is_domain": ENABLED,
+    "parent_id": OPTIONAL_ID,  # only the project's domain: there are no sub-projects
+    "is_domain": Field(kind=bool, only=False),  # projects acting as domains do not exist
 }
 PROJECT_UPDATE = {
     "name": Field(min_length=1, max_length=64),
@@ -92,7 +98,10 @@ USER_CREATE = {
     "description": DESCRIPTION,
     "default_project_id": OPTIONAL_ID,
 }
-USER_UPDATE = {**USER_CREATE, "name": Field(min_length=1, max_length=255)}
+USER_UPDATE = {  # a user's domain never changes
+    **{name: field for name, field in USER_CREATE.items() if name != "domain_id"},
+    "name": Field(min_length=1, max_length=255),
+}
 PASSWORD_CHANGE = {
     "password": Field(required=True, max_length=PASSWORD_MAX),
     "original_password": Field(required=True, max_length=PASSWORD_MAX),
@@ -166,9 +175,41 @@ def query_flag(value: str | None) -> bool | None:
 
 # ---------------------------------------------------------------- POST /v3/auth/tokens
 
-_STRING = Field(min_length=0, max_length=PASSWORD_MAX)
 _ID = Field(min_length=1, max_length=ID_MAX)
-_DOMAIN_SCHEMA = object_schema({"id": _ID, "name": Field(min_length=1)})
+_NAME = Field(min_length=1)
+_SECRET = Field(max_length=PASSWORD_MAX)
+_TOKEN_ID = Field(max_length=1024)
+_ID_OR_NAME = {"id": _ID, "name": _NAME}
+
+
+def _named_schema(extra: Json | None = None, *, name_needs_domain: bool, **required: Any) -> Json:
+    """An object naming something by id, or by name (plus a domain if `name_needs_domain`)."""
+    properties = {name: field.schema() for name, field in _ID_OR_NAME.items()}
+    by_name = ["name", "domain"] if name_needs_domain else ["name"]
+    schema: Json = {
+        "type": "object",
+        "properties": {**properties, **(extra or {})},
+        "anyOf": [{"required": ["id"]}, {"required": by_name}],
+    }
+    schema.update(required)
+    return schema
+
+
+def _method_needs(method: str) -> Json:
+    """'If `methods` lists `method`, its credentials object is required.'"""
+    return {
+        "if": {"properties": {"methods": {"contains": {"const": method}}}},
+        "then": {"required": [method]},
+    }
+
+
+_DOMAIN_SCHEMA = _named_schema(name_needs_domain=False)
+_USER_SCHEMA = _named_schema(
+    {"password": _SECRET.schema(), "domain": _DOMAIN_SCHEMA},
+    name_needs_domain=True,
+    required=["password"],
+)
+_PROJECT_SCHEMA = _named_schema({"domain": _DOMAIN_SCHEMA}, name_needs_domain=True)
 
 AUTH_SCHEMA: Json = {
     "type": "object",
@@ -190,25 +231,15 @@ AUTH_SCHEMA: Json = {
                         "password": {
                             "type": "object",
                             "required": ["user"],
-                            "properties": {
-                                "user": {
-                                    "type": "object",
-                                    "required": ["password"],
-                                    "properties": {
-                                        "id": _ID.schema(),
-                                        "name": Field(min_length=1).schema(),
-                                        "password": _STRING.schema(),
-                                        "domain": _DOMAIN_SCHEMA,
-                                    },
-                                }
-                            },
+                            "properties": {"user": _USER_SCHEMA},
                         },
                         "token": {
                             "type": "object",
                             "required": ["id"],
-                            "properties": {"id": Field(max_length=1024).schema()},
+                            "properties": {"id": _TOKEN_ID.schema()},
                         },
                     },
+                    "allOf": [_method_needs("password"), _method_needs("token")],
                 },
                 "scope": {
                     "oneOf": [
@@ -216,14 +247,7 @@ AUTH_SCHEMA: Json = {
                         {
                             "type": "object",
                             "properties": {
-                                "project": {
-                                    "type": "object",
-                                    "properties": {
-                                        "id": _ID.schema(),
-                                        "name": Field(min_length=1).schema(),
-                                        "domain": _DOMAIN_SCHEMA,
-                                    },
-                                },
+                                "project": _PROJECT_SCHEMA,
                                 "domain": _DOMAIN_SCHEMA,
                                 "system": {"type": "object"},
                             },
@@ -237,46 +261,65 @@ AUTH_SCHEMA: Json = {
 
 
 def parse_auth_request(body: Json) -> AuthRequest:
-    """A `POST /v3/auth/tokens` body as an AuthRequest."""
+    """A `POST /v3/auth/tokens` body as an AuthRequest (exactly what AUTH_SCHEMA admits)."""
     auth = member(body, "auth")
     identity = member(auth, "identity")
     methods = identity.get("methods")
-    if not (isinstance(methods, list) and methods and all(m in ("password", "token") for m in methods)):
+    if not (isinstance(methods, list) and methods and all(m in _METHODS for m in methods)):
         raise validation_error("auth.identity.methods", "must list 'password' and/or 'token'")
+    user, password = _parse_password(identity) if "password" in identity else (None, None)
+    token = _parse_token(identity) if "token" in identity else None
+    for method in methods:
+        if method not in identity:
+            raise validation_error(f"auth.identity.{method}", "is a required property")
     project, unscoped = _parse_scope(auth)
     if "password" in methods:
-        user = member(member(identity, "password"), "user")
         return AuthRequest(
             methods=tuple(methods),
-            password_user=_user_reference(user),
-            password=_STRING.check("password", user.get("password")),
+            password_user=user,
+            password=password,
             project=project,
             unscoped=unscoped,
         )
+    return AuthRequest(methods=tuple(methods), token=token, project=project, unscoped=unscoped)
+
+
+_METHODS = ("password", "token")
+
+
+def _parse_password(identity: Json) -> tuple[UserReference, str]:
+    user = member(member(identity, "password"), "user")
+    password = _SECRET.check("user.password", user.get("password"))
+    return _user_reference(user), password
+
+
+def _parse_token(identity: Json) -> str:
     token = member(identity, "token")
-    return AuthRequest(
-        methods=tuple(methods),
-        token=Field(max_length=1024).check("token.id", token.get("id")),
-        project=project,
-        unscoped=unscoped,
-    )
+    token_id: str = _TOKEN_ID.check("token.id", token.get("id"))
+    return token_id
+
+
+def _id_or_name(obj: Json, where: str) -> Json:
+    return read_fields(obj, _ID_OR_NAME, where)
 
 
 def _domain_reference(obj: Json, where: str) -> tuple[str | None, str | None]:
-    domain = member(obj, "domain")
-    fields = read_fields(domain, {"id": _ID, "name": Field(min_length=1)}, f"{where}.domain")
+    """The (id, name) of `obj["domain"]`; (None, None) when there is no domain."""
+    if "domain" not in obj:
+        return None, None
+    fields = _id_or_name(member(obj, "domain"), f"{where}.domain")
     if not fields:
         raise validation_error(f"{where}.domain", "needs an id or a name")
     return fields.get("id"), fields.get("name")
 
 
 def _user_reference(user: Json) -> UserReference:
-    fields = read_fields(user, {"id": _ID, "name": Field(min_length=1)}, "user")
+    fields = _id_or_name(user, "user")
+    domain_id, domain_name = _domain_reference(user, "user")
     if "id" in fields:
         return UserReference(id=fields["id"])
-    if "name" not in fields:
+    if "name" not in fields or (domain_id is None and domain_name is None):
         raise validation_error("user", "needs an id, or a name and a domain")
-    domain_id, domain_name = _domain_reference(user, "user")
     return UserReference(name=fields["name"], domain_id=domain_id, domain_name=domain_name)
 
 
@@ -289,16 +332,21 @@ def _parse_scope(auth: Json) -> tuple[ProjectReference | None, bool]:
         return None, True
     if not isinstance(scope, dict):
         raise validation_error("scope", f"{scope!r} is not 'unscoped' or an object")
-    if "project" not in scope:
-        if "domain" in scope or "system" in scope:
-            # Keystone answers 401 to a user without roles there; nobody has any here
-            raise Unauthorized("Only project-scoped and unscoped tokens can be issued.")
-        return None, False
-    project = member(scope, "project")
-    fields = read_fields(project, {"id": _ID, "name": Field(min_length=1)}, "scope.project")
-    if "id" in fields:
-        return ProjectReference(id=fields["id"]), False
-    if "name" not in fields:
-        raise validation_error("scope.project", "needs an id, or a name and a domain")
+    project = _project_reference(member(scope, "project")) if "project" in scope else None
+    domain_id, domain_name = _domain_reference(scope, "scope")
+    if "system" in scope:
+        member(scope, "system")
+    if domain_id or domain_name or "system" in scope:
+        # Keystone answers 401 to a user without roles there; nobody has any here
+        raise Unauthorized("Only project-scoped and unscoped tokens can be issued.")
+    return project, False
+
+
+def _project_reference(project: Json) -> ProjectReference:
+    fields = _id_or_name(project, "scope.project")
     domain_id, domain_name = _domain_reference(project, "scope.project")
-    return ProjectReference(name=fields["name"], domain_id=domain_id, domain_name=domain_name), False
+    if "id" in fields:
+        return ProjectReference(id=fields["id"])
+    if "name" not in fields or (domain_id is None and domain_name is None):
+        raise validation_error("scope.project", "needs an id, or a name and a domain")
+    return ProjectReference(name=fields["name"], domain_id=domain_id, domain_name=domain_name)
