@@ -4,15 +4,14 @@
 started from Debian's package. The server runs in noauth mode here; callers choose who they
 are with `as_project(project, roles)` headers. Keystone auth is covered in tests/clients.
 
-Migrating a database takes longer than most tests, so each session migrates one template per
-backend and every test gets a copy of it (a file copy for SQLite, `CREATE DATABASE ...
-TEMPLATE` for PostgreSQL).
+Migrating a database takes longer than most tests, so each session migrates one database per
+backend: SQLite tests get a copy of its file, PostgreSQL tests share one database per session
+(per xdist worker) that is emptied (TRUNCATE ... RESTART IDENTITY) after each test.
+`postgres_template` stays available for tests that need a database of their own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +35,6 @@ def as_project(project: str, roles: str = "member,reader") -> dict[str, str]:
     return {"X-Project-Id": project, "X-Roles": roles}
 
 
-_copies = itertools.count()
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "neutrino.sqlite"
@@ -58,23 +54,47 @@ def postgres_template(postgres_server: Any) -> str:
     return "api_template"
 
 
+class SharedPostgres:
+    """One migrated database reused by every PostgreSQL test of the session; `empty()` puts it
+    back to its freshly migrated state (empty tables, sequences restarted)."""
+
+    def __init__(self, server: Any, template: str) -> None:
+        self.name = "api_shared"
+        with server._admin_connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                sql.Identifier(self.name), sql.Identifier(template), sql.Identifier(server.user)))
+        self.url: str = server.url_for(self.name)
+        self.conn = server._admin_connect(self.name)
+        self.conn.execute("SET lock_timeout = '30s'")
+        tables = [row[0] for row in self.conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'")]
+        self.truncate = sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in tables))
+
+    def empty(self) -> None:
+        self.conn.execute(self.truncate)
+
+
+@pytest.fixture(scope="session")
+def shared_postgres(postgres_server: Any, postgres_template: str) -> Iterator[SharedPostgres]:
+    shared = SharedPostgres(postgres_server, postgres_template)
+    yield shared
+    shared.conn.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of a fresh, migrated database."""
+    """URL of an empty, migrated database."""
     if request.param == "sqlite":
         path = tmp_path / "neutrino.sqlite"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_template")
-    server = request.getfixturevalue("postgres_server")
-    name = f"api_{next(_copies)}"
-    with server._admin_connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
-            sql.Identifier(name), sql.Identifier(template), sql.Identifier(server.user)))
-    yield server.url_for(name)
-    with contextlib.suppress(Exception):
-        server.drop_database(name)
+    shared: SharedPostgres = request.getfixturevalue("shared_postgres")
+    shared.empty()  # also after a test that failed before its own teardown
+    yield shared.url
+    shared.empty()
 
 
 @pytest.fixture

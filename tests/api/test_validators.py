@@ -616,6 +616,9 @@ class TestTags:
     def test_tag_must_be_a_string(self, given: Any) -> None:
         assert reason(v.validate_tag, given) == f"'{given}' is not a valid string"
 
+    def test_tag_without_nul_characters(self) -> None:
+        assert reason(v.validate_tag, "a\x00b") == "A tag must not contain NUL characters"
+
     def test_tags(self) -> None:
         assert v.validate_tags(["a", "b", "A"]) == ["a", "b", "A"]
         assert v.validate_tags([]) == []
@@ -687,6 +690,17 @@ class TestProtocol:
         assert v.protocol_number("tcp") == 6
         assert v.protocol_number("icmpv6") == 58
         assert v.protocol_number("47") == 47
+
+
+class TestPortValue:
+    @pytest.mark.parametrize(("given", "expected"), [(None, None), (0, 0), ("22", 22), (65535, 65535)])
+    def test_accepts(self, given: Any, expected: int | None) -> None:
+        assert v.validate_port_value(given) == expected
+
+    @pytest.mark.parametrize("given", [-1, 65536, "http", True])
+    def test_rejects_as_neutron_does(self, given: Any) -> None:
+        assert named(v.validate_port_value, given) == (
+            "SecurityGroupInvalidPortValue", f"Invalid value for port {given}")
 
 
 class TestPortRange:

@@ -7,6 +7,7 @@ kind leave as Neutron's envelope (Keystone's under /v3), never as FastAPI's 422.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -55,7 +56,9 @@ def create_app(
         kind = HTTP_TYPES.get(exc.status_code, "HTTPError")
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
         body = {"NeutronError": {"type": kind, "message": message, "detail": ""}}
-        return json_response(body, exc.status_code)
+        response = json_response(body, exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
@@ -99,7 +102,30 @@ def create_app(
         add_resource_routes(app, api, authenticate, res)
     if identity_installer is not None:
         identity_installer(app)  # type: ignore[operator]
+    _leave_out_422(app)
     return app
+
+
+def _leave_out_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every route with parameters, but request validation errors
+    are answered 400 here (`validation_error`): keep the never-sent 422 out of the document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # cached by FastAPI; removing twice is harmless
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        if not schemas:
+            document.get("components", {}).pop("schemas", None)
+        if not document.get("components", True):
+            del document["components"]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _root_url(request: Request) -> str:

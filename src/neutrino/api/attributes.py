@@ -170,6 +170,8 @@ def _convert(attr: Attr, value: Any) -> Any:
     try:
         return attr.convert(value)
     except InvalidInput as exc:
+        if exc.type != InvalidInput.type:
+            raise  # one of Neutron's named errors (SecurityGroupRuleInvalidProtocol...): as is
         message = exc.message.removeprefix("Invalid input for operation: ")
         raise InvalidInput(f"{message} (attribute '{attr.name}')") from None
 
@@ -197,13 +199,15 @@ def prepare_create(
 
 
 def _owner(ctx: RequestContext, resource: str, item: dict[str, Any]) -> str:
-    given = {item[k] for k in PROJECT_KEYS if k in item}
+    values = [item[k] for k in PROJECT_KEYS if k in item]
+    for project in values:  # before the set: a JSON object or list is not hashable
+        if not isinstance(project, str) or not project or len(project) > 255 or "\x00" in project:
+            raise InvalidInput(f"'{project}' is not a valid project id")
+    given = set(values)
     if len(given) > 1:
         raise BadRequest("'project_id' and 'tenant_id' do not match")
     if given:
         project = given.pop()
-        if not isinstance(project, str) or not project or len(project) > 255:
-            raise InvalidInput(f"'{project}' is not a valid project id")
         if project != ctx.project_id and not ctx.is_admin:
             raise Forbidden(f"(rule:create_{resource}) is disallowed by policy")
         return project

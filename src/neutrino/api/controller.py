@@ -9,6 +9,8 @@ caller may not change is a 403, as in Neutron.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -33,14 +35,17 @@ from neutrino.api.listing import (
     select_fields,
 )
 from neutrino.api.resources.base import Resource, delete_tags, replace_tags
-from neutrino.api.validators import validate_tag
+from neutrino.api.validators import validate_tag, validate_tags_body, validate_tags_limit
 from neutrino.context import RequestContext
 from neutrino.db.engine import Database
 from neutrino.db.outbox import Change, record_changes
 from neutrino.db.schema import tags
 
 T = TypeVar("T")
-WRITE_RETRIES = 3
+# Neutron retries lost races up to 10 times with a growing random back-off; so do we, so
+# that servers sharing one PostgreSQL and picking the same free address both succeed.
+WRITE_RETRIES = 10
+RETRY_BACKOFF = 0.005  # seconds; the n-th retry waits up to RETRY_BACKOFF * 2**n (<= 0.25 s)
 
 
 class NetworkingApi:
@@ -64,6 +69,7 @@ class NetworkingApi:
             except IntegrityError as exc:
                 if attempt == WRITE_RETRIES - 1:
                     raise Conflict("The request conflicts with a concurrent change; retry it.") from exc
+            time.sleep(random.uniform(0, min(RETRY_BACKOFF * 2**attempt, 0.25)))
         raise AssertionError("unreachable")
 
     # --- reading ------------------------------------------------------------------------------
@@ -97,10 +103,10 @@ class NetworkingApi:
                     views = [v for v in views if self._matches(res, v, query)]
                     ids = [v["id"] for v in views]
                     by_id = {v["id"]: v for v in views}
-                    page, more_after, more_before = page_window(ids, query)
+                    page, more_after, more_before = self._page(res, ids, query)
                     views = [by_id[i] for i in page]
                 else:
-                    page, more_after, more_before = page_window(ids, query)
+                    page, more_after, more_before = self._page(res, ids, query)
                     position = {i: n for n, i in enumerate(page)}
                     views = res.load(conn, res.table.c.id.in_(page)) if page else []
                     views.sort(key=lambda v: position[v["id"]])
@@ -122,6 +128,12 @@ class NetworkingApi:
         with self.db.read() as conn:
             view = res.get(conn, ctx, resource_id)
         return {res.resource: self._present(view, res.hidden_attributes(ctx), fields)}
+
+    @staticmethod
+    def _page(res: Resource, ids: list[str], query: ListQuery) -> tuple[list[str], bool, bool]:
+        if query.marker is not None and query.marker not in ids:
+            raise resource_not_found(res.resource, query.marker)  # as Neutron's marker lookup
+        return page_window(ids, query)
 
     @staticmethod
     def _present(view: dict[str, Any], hidden: frozenset[str], fields: list[str]) -> dict[str, Any]:
@@ -216,23 +228,22 @@ class NetworkingApi:
 
         def work(conn: Connection) -> tuple[dict[str, Any], list[Change]]:
             current = self._writable(conn, ctx, res, resource_id, "update")
-            if expected is not None and current["revision_number"] != expected:
-                raise PreconditionFailed(
-                    f"Constraint mismatch: revision_number of {res.resource} {resource_id} is "
-                    f"{current['revision_number']}, not {expected}",
-                    type="RevisionNumberConstraintFailed",
-                )
+            check_revision(res, current, expected)
             changes = res.update(conn, ctx, current, values) if values else []
             return res.get(conn, RequestContext.admin(), resource_id), changes
 
         updated = self.write(work)
         return {res.resource: self._present(updated, res.hidden_attributes(ctx), [])}
 
-    def delete(self, ctx: RequestContext, collection: str, resource_id: str) -> None:
+    def delete(
+        self, ctx: RequestContext, collection: str, resource_id: str, if_match: str | None = None
+    ) -> None:
         res = self.resource(collection)
+        expected = parse_if_match(if_match)
 
         def work(conn: Connection) -> tuple[None, list[Change]]:
             current = self._writable(conn, ctx, res, resource_id, "delete")
+            check_revision(res, current, expected)
             changes = res.delete(conn, ctx, current)
             delete_tags(conn, res.resource, resource_id)
             return None, changes
@@ -266,14 +277,18 @@ class NetworkingApi:
         return self.write(work)
 
     def put_tags(self, ctx: RequestContext, collection: str, resource_id: str, body: Any) -> list[str]:
-        if not isinstance(body, dict) or not isinstance(body.get("tags"), list):
-            raise BadRequest("Invalid input for tags: a body {\"tags\": [...]} is required")
-        new = [validate_tag(t) for t in body["tags"]]
+        new = validate_tags_body(body)
+        validate_tags_limit(self.resource(collection).resource, new)
         return self.change_tags(ctx, collection, resource_id, lambda _old: new)
 
     def put_tag(self, ctx: RequestContext, collection: str, resource_id: str, tag: str) -> None:
         tag = validate_tag(tag)
-        self.change_tags(ctx, collection, resource_id, lambda old: [*old, tag])
+
+        def add(old: list[str]) -> list[str]:
+            validate_tags_limit(self.resource(collection).resource, [*old, tag])
+            return [*old, tag]
+
+        self.change_tags(ctx, collection, resource_id, add)
 
     def delete_tag(self, ctx: RequestContext, collection: str, resource_id: str, tag: str) -> None:
         def remove(old: list[str]) -> list[str]:
@@ -289,6 +304,16 @@ class NetworkingApi:
 
     def not_found(self, collection: str, resource_id: str) -> NotFound:
         return resource_not_found(self.resource(collection).resource, resource_id)
+
+
+def check_revision(res: Resource, current: dict[str, Any], expected: int | None) -> None:
+    """Refuse (412) an update or delete whose If-Match revision is not the current one."""
+    if expected is not None and current["revision_number"] != expected:
+        raise PreconditionFailed(
+            f"Constraint mismatch: revision_number of {res.resource} {current['id']} is "
+            f"{current['revision_number']}, not {expected}",
+            type="RevisionNumberConstraintFailed",
+        )
 
 
 def parse_if_match(header: str | None) -> int | None:

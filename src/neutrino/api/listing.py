@@ -43,6 +43,8 @@ def parse_list_query(
     sort_keys: list[str] = []
     sort_dirs: list[str] = []
     for key, value in params:
+        if "\x00" in key or "\x00" in value:  # nothing stored holds one; PostgreSQL refuses them
+            raise BadRequest("Query parameters must not contain NUL characters")
         if key == "fields":
             query.fields.extend(v for v in value.split(",") if v)
         elif key == "sort_key":

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from neutrino.api.attributes import PROJECT_KEYS
 from neutrino.api.auth import Authenticator
@@ -23,9 +23,11 @@ from neutrino.api.resources.base import Resource
 
 ERROR_SCHEMA = {
     "type": "object",
+    "required": ["NeutronError"],
     "properties": {
         "NeutronError": {
             "type": "object",
+            "required": ["type", "message", "detail"],
             "properties": {"type": {"type": "string"}, "message": {"type": "string"},
                            "detail": {"type": "string"}},
         }
@@ -63,9 +65,10 @@ def _body_schema(res: Resource, *, create: bool) -> dict[str, Any]:
         if (attr.allow_post if create else attr.allow_put) and name not in PROJECT_KEYS:
             props[name] = attr.schema or {}
     if create:
-        props["project_id"] = {"type": "string"}
+        props["project_id"] = props["tenant_id"] = {"type": "string", "minLength": 1, "maxLength": 255}
     required = [n for n, a in res.attributes.items() if a.required] if create else []
-    item = {"type": "object", "properties": props, "required": required}
+    # any other attribute is refused (400), as Neutron does
+    item = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
     return {
         "required": True,
         "content": {"application/json": {"schema": {
@@ -97,6 +100,9 @@ LIST_PARAMETERS = [
         ("not-tags-any", {"type": "string"}),
     )
 ]
+# Neutron's revision-if-match: `If-Match: revision_number=N` (400 when malformed, 412 when stale)
+IF_MATCH = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+             "example": "revision_number=1"}]
 
 
 def add_resource_routes(
@@ -107,10 +113,13 @@ def add_resource_routes(
     item_path = base + "/{resource_id}"
 
     def route(path: str, method: str, op: str, endpoint: Callable[..., Awaitable[Response]],
-              codes: tuple[int, ...], status: int = 200, **extra: Any) -> None:
+              codes: tuple[int, ...], status: int = 200, *, empty: bool = False,
+              **extra: Any) -> None:
         ok: dict[int | str, dict[str, Any]] = {status: {"description": "Success"}}
+        # `empty`: the success answer has no body, so the document declares no content for it
         app.add_api_route(path, endpoint, methods=[method], operation_id=f"{op}_{name}",
                           responses={**ok, **_errors(*codes)}, status_code=status,
+                          response_class=Response if empty or status == 204 else JSONResponse,
                           include_in_schema=True, openapi_extra=extra or None, tags=[coll])
 
     async def list_items(request: Request) -> Response:
@@ -134,16 +143,17 @@ def add_resource_routes(
 
     async def delete_item(request: Request, resource_id: str) -> Response:
         ctx = authenticate(request)
-        api.delete(ctx, coll, resource_id)
+        api.delete(ctx, coll, resource_id, request.headers.get("if-match"))
         return Response(status_code=204)
 
-    route(base, "GET", "list", list_items, (400, 401), parameters=LIST_PARAMETERS)
+    route(base, "GET", "list", list_items, (400, 401, 404), parameters=LIST_PARAMETERS)  # 404: marker
     route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
           requestBody=_body_schema(res, create=True))
     route(item_path, "GET", "show", show_item, (401, 404))
     route(item_path, "PUT", "update", update_item, (400, 401, 403, 404, 409, 412),
-          requestBody=_body_schema(res, create=False))
-    route(item_path, "DELETE", "delete", delete_item, (401, 403, 404, 409), 204)
+          requestBody=_body_schema(res, create=False), parameters=IF_MATCH)
+    route(item_path, "DELETE", "delete", delete_item, (400, 401, 403, 404, 409, 412), 204,
+          parameters=IF_MATCH)
     add_tag_routes(app, api, authenticate, res, route)
 
 
@@ -182,5 +192,5 @@ def add_tag_routes(
     route(tags_path, "PUT", "replace_tags", put_tags, (400, 401, 403, 404), requestBody=TAGS_BODY)
     route(tags_path, "DELETE", "delete_tags", delete_tags, (401, 403, 404), 204)
     route(tag_path, "GET", "check_tag", check_tag, (401, 404), 204)
-    route(tag_path, "PUT", "add_tag", put_tag, (400, 401, 403, 404), 201)
+    route(tag_path, "PUT", "add_tag", put_tag, (400, 401, 403, 404), 201, empty=True)
     route(tag_path, "DELETE", "remove_tag", delete_tag, (401, 403, 404), 204)

@@ -649,6 +649,11 @@ def _port_value(port: Any) -> int | None:
     return number
 
 
+def validate_port_value(value: Any) -> int | None:
+    """One bound of a security-group rule's port range: None or 0-65535, as an integer."""
+    return _port_value(value)
+
+
 def validate_port_range(
     protocol: Any, port_range_min: Any, port_range_max: Any
 ) -> tuple[int | None, int | None]:
@@ -771,6 +776,8 @@ def validate_uuid(value: Any) -> str:
 def validate_tag(value: Any) -> str:
     """One tag: a string of at most 255 characters (Neutron allows anything else, commas too)."""
     reason = _string_reason(value, MAX_TAG_LEN)
+    if reason is None and "\x00" in value:
+        reason = "A tag must not contain NUL characters"
     if reason:
         raise AttributeValidationError(reason)
     return str(value)

@@ -82,6 +82,8 @@ class Resource:
         raise NotImplementedError
 
     def get(self, conn: Connection, ctx: RequestContext, resource_id: str) -> dict[str, Any]:
+        if "\x00" in resource_id:  # no id holds one, and PostgreSQL refuses to compare them
+            raise resource_not_found(self.resource, resource_id)
         found = self.load(conn, and_(self.table.c.id == resource_id, self.scope(ctx)))
         if not found:
             raise resource_not_found(self.resource, resource_id)

@@ -168,9 +168,11 @@ class Networks(Resource):
             if network_type == "flat":
                 raise Conflict(f"Unable to create the flat network. Physical network {physnet} "
                                "is in use.", type="FlatNetworkInUse")
-            where = f" on physical network {physnet}" if physnet else ""
-            raise Conflict(f"Unable to create the network. The {network_type} segment "
-                           f"{seg_id}{where} is in use.", type="SegmentationIdInUse")
+            if network_type == "vlan":
+                raise Conflict(f"Unable to create the network. The VLAN {seg_id} on physical "
+                               f"network {physnet} is in use.", type="VlanIdInUse")
+            raise Conflict(f"Unable to create the network. The tunnel ID {seg_id} is in use.",
+                           type="TunnelIdInUse")
         return network_type, physnet, seg_id
 
     def _allocate_segment(self, conn: Connection, network_type: str, physnet: str | None) -> int:

@@ -165,8 +165,9 @@ class Ports(Resource):
         if groups is UNSET:
             groups = ([ensure_default_security_group(conn, values["project_id"], changes)]
                       if port_security and not owner.startswith("network:") else [])
+        asked = [] if values["security_groups"] is UNSET else groups
         groups = self._check_groups(conn, ctx, groups)
-        self._check_port_security(port_security, groups, values["allowed_address_pairs"])
+        self._check_port_security(port_security, asked, groups, values["allowed_address_pairs"])
         mac = self._mac(conn, net.id, values["mac_address"])
         vif_type, vif_details = binding_for(values["binding:host_id"], values["binding:vnic_type"])
         row.update(
@@ -176,8 +177,8 @@ class Ports(Resource):
             binding_vnic_type=values["binding:vnic_type"],
             binding_profile=values["binding:profile"], binding_vif_type=vif_type,
             binding_vif_details=vif_details, port_security_enabled=port_security,
-            allowed_address_pairs=values["allowed_address_pairs"],
-            extra_dhcp_opts=values["extra_dhcp_opts"],
+            allowed_address_pairs=with_mac(values["allowed_address_pairs"], mac),
+            extra_dhcp_opts=merge_dhcp_opts([], values["extra_dhcp_opts"]),
         )
         conn.execute(insert(ports).values(**row))
         addresses = self._allocate(conn, net.id, mac, owner, values["fixed_ips"], [])
@@ -203,14 +204,17 @@ class Ports(Resource):
         ):
             pass  # Neutron keeps an empty group list when port security is turned back on
         pairs = values.get("allowed_address_pairs", current["allowed_address_pairs"])
-        self._check_port_security(port_security, groups, pairs)
+        self._check_port_security(port_security, values.get("security_groups", []), groups, pairs)
         if "mac_address" in values and values["mac_address"] != current["mac_address"]:
             columns["mac_address"] = self._mac(conn, current["network_id"], values["mac_address"])
-        for key, column in (("binding:profile", "binding_profile"),
-                            ("allowed_address_pairs", "allowed_address_pairs"),
-                            ("extra_dhcp_opts", "extra_dhcp_opts")):
-            if key in values:
-                columns[column] = values[key]
+        if "binding:profile" in values:
+            columns["binding_profile"] = values["binding:profile"]
+        if "allowed_address_pairs" in values:
+            mac = columns.get("mac_address", current["mac_address"])
+            columns["allowed_address_pairs"] = with_mac(values["allowed_address_pairs"], mac)
+        if "extra_dhcp_opts" in values:
+            columns["extra_dhcp_opts"] = merge_dhcp_opts(current["extra_dhcp_opts"],
+                                                         values["extra_dhcp_opts"])
         if "binding:host_id" in values or "binding:vnic_type" in values:
             vif_type, details = binding_for(
                 values.get("binding:host_id", current["binding:host_id"]),
@@ -224,6 +228,8 @@ class Ports(Resource):
             addresses = self._allocate(conn, current["network_id"], mac, owner,
                                        values["fixed_ips"], current["fixed_ips"])
             self._write_addresses(conn, port_id, current["network_id"], addresses)
+        elif "mac_address" in columns:
+            self._readdress_auto(conn, port_id, current["mac_address"], columns["mac_address"])
         if "security_groups" in values:
             conn.execute(delete(port_security_groups)
                          .where(port_security_groups.c.port_id == port_id))
@@ -242,6 +248,23 @@ class Ports(Resource):
         conn.execute(delete(ports).where(ports.c.id == port_id))
         return [Change("port", port_id, "delete")]
 
+    @staticmethod
+    def _readdress_auto(conn: Connection, port_id: str, old_mac: str, mac: str) -> None:
+        """A new MAC moves the port's EUI-64 addresses (those made from the old MAC on its
+        SLAAC subnets) to the new MAC's, as in Neutron."""
+        held = conn.execute(
+            select(ip_allocations.c.subnet_id, ip_allocations.c.ip_address, subnets.c.cidr,
+                   subnets.c.ipv6_ra_mode, subnets.c.ipv6_address_mode)
+            .join(subnets, subnets.c.id == ip_allocations.c.subnet_id)
+            .where(ip_allocations.c.port_id == port_id)
+        ).mappings()
+        for row in map(dict, held):
+            if is_auto_address(row) and row["ip_address"] == ipam.eui64_address(row["cidr"], old_mac):
+                conn.execute(ip_allocations.update()
+                             .where(ip_allocations.c.port_id == port_id,
+                                    ip_allocations.c.subnet_id == row["subnet_id"])
+                             .values(ip_address=ipam.eui64_address(row["cidr"], mac)))
+
     # --- rules --------------------------------------------------------------------------------
     def _check_groups(self, conn: Connection, ctx: RequestContext, groups: list[str]) -> list[str]:
         unique = list(dict.fromkeys(groups))
@@ -253,16 +276,26 @@ class Ports(Resource):
         return unique
 
     @staticmethod
-    def _check_port_security(enabled: bool, groups: list[str], pairs: list[Any]) -> None:
+    def _check_port_security(
+        enabled: bool, asked: list[str], groups: list[str], pairs: list[Any]
+    ) -> None:
+        """Neutron's rules for a port without port security: no address pairs, and no security
+        groups (a bad request when the request `asked` for some, a conflict when the port
+        still has them)."""
         if enabled:
             return
+        if pairs:
+            raise Conflict("Port Security must be enabled in order to have allowed address pairs "
+                           "on a port.", type="AddressPairAndPortSecurityRequired")
+        if asked:
+            raise v.NamedInvalidInput(
+                "PortSecurityAndIPRequiredForSecurityGroups",
+                "Port security must be enabled and port must have an IP address in order to use "
+                "security groups.")
         if groups:
             raise Conflict("Port has security group associated. Cannot disable port security or "
                            "ip address until security group is removed",
                            type="PortSecurityPortHasSecurityGroup")
-        if pairs:
-            raise Conflict("Port Security must be enabled in order to have allowed address pairs "
-                           "on a port.", type="AddressPairAndPortSecurityRequired")
 
     def _mac(self, conn: Connection, network_id: str, requested: Any) -> str:
         def taken(mac: str) -> bool:
@@ -393,6 +426,28 @@ class Ports(Resource):
                  "ip_address": address, "position": n}
                 for n, (subnet_id, address) in enumerate(addresses)
             ])
+
+
+def with_mac(pairs: list[dict[str, str]], mac: str) -> list[dict[str, str]]:
+    """Allowed address pairs as Neutron stores them: a pair without a MAC takes the port's."""
+    return [{"ip_address": p["ip_address"], "mac_address": p.get("mac_address", mac)}
+            for p in pairs]
+
+
+def merge_dhcp_opts(
+    current: list[dict[str, Any]], given: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Neutron's extra_dhcp_opts semantics: options are keyed by (name, ip_version); a given
+    option replaces the value of the one it names, a null value removes it, and an option
+    without a value is never stored."""
+    merged = {(o["opt_name"], o["ip_version"]): o for o in current}
+    for opt in given:
+        key = (opt["opt_name"], opt["ip_version"])
+        if opt["opt_value"] is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = opt
+    return list(merged.values())
 
 
 def _allocated(conn: Connection, subnet_id: str, address: str) -> bool:

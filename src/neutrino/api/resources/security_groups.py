@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, delete, insert, or_, select
 
 from neutrino.api import validators as v
-from neutrino.api.attributes import UNSET, Attr, standard_attributes, to_boolean, to_int_or_none
+from neutrino.api.attributes import UNSET, Attr, standard_attributes, to_boolean
 from neutrino.api.errors import Conflict, Forbidden, InvalidInput, resource_not_found
 from neutrino.api.resources.base import Resource, new_id
 from neutrino.context import RequestContext
@@ -48,10 +48,10 @@ RULE_ATTRIBUTES: dict[str, Attr] = {
     "protocol": Attr("protocol", column="protocol", convert=v.validate_protocol, default=None,
                      allow_put=False, schema={"type": ["string", "null"]}),
     "port_range_min": Attr("port_range_min", column="port_range_min",
-                           convert=to_int_or_none(0, 65535), default=None, allow_put=False,
+                           convert=v.validate_port_value, default=None, allow_put=False,
                            schema={"type": ["integer", "null"]}),
     "port_range_max": Attr("port_range_max", column="port_range_max",
-                           convert=to_int_or_none(0, 65535), default=None, allow_put=False,
+                           convert=v.validate_port_value, default=None, allow_put=False,
                            schema={"type": ["integer", "null"]}),
     "remote_ip_prefix": Attr("remote_ip_prefix", column="remote_ip_prefix", default=None,
                              allow_put=False, schema={"type": ["string", "null"]}),
@@ -289,16 +289,22 @@ class SecurityGroupRules(Resource):
 
     @staticmethod
     def _check_duplicate(conn: Connection, group_id: str, fields: dict[str, Any]) -> None:
+        """Neutron's duplicate check: a protocol's name and number are the same protocol, and a
+        prefix of the whole address space is the same as no prefix."""
+        def key(rule: Any) -> tuple[Any, ...]:
+            protocol, prefix = rule["protocol"], rule["normalized_cidr"]
+            return (None if protocol is None else v.protocol_number(protocol),
+                    rule["port_range_min"], rule["port_range_max"], rule["remote_group_id"],
+                    None if prefix in ("0.0.0.0/0", "::/0") else prefix)
+
+        wanted = key(fields)
         for row in conn.execute(select(security_group_rules).where(
             security_group_rules.c.security_group_id == group_id,
             security_group_rules.c.direction == fields["direction"],
             security_group_rules.c.ethertype == fields["ethertype"],
-        )):
-            same = all(getattr(row, k) == fields[k] for k in
-                       ("protocol", "port_range_min", "port_range_max", "remote_group_id",
-                        "normalized_cidr"))
-            if same:
-                raise Conflict(f"Security group rule already exists. Rule id is {row.id}.",
+        )).mappings():
+            if key(row) == wanted:
+                raise Conflict(f"Security group rule already exists. Rule id is {row['id']}.",
                                type="SecurityGroupRuleExists")
 
     def update(

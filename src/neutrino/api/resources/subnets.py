@@ -55,8 +55,13 @@ def subnet_plan_pools(subnet: dict[str, Any] | Row[Any]) -> list[tuple[int, int]
 
 
 def is_auto_address(subnet: dict[str, Any] | Row[Any]) -> bool:
-    mode = subnet["ipv6_address_mode"] if isinstance(subnet, dict) else subnet.ipv6_address_mode
-    return mode in AUTO_ADDRESS_MODES
+    """Neutron's is_auto_address_subnet: hosts make their own (EUI-64) addresses when the
+    address mode says so, or when only the RA mode is set and says so."""
+    if isinstance(subnet, dict):
+        ra_mode, mode = subnet["ipv6_ra_mode"], subnet["ipv6_address_mode"]
+    else:
+        ra_mode, mode = subnet.ipv6_ra_mode, subnet.ipv6_address_mode
+    return mode in AUTO_ADDRESS_MODES or (mode is None and ra_mode in AUTO_ADDRESS_MODES)
 
 
 class Subnets(Resource):
@@ -138,7 +143,7 @@ class Subnets(Resource):
         )
         conn.execute(insert(subnets).values(**row))
         changes = [Change("subnet", row["id"], "create")]
-        if address_mode in AUTO_ADDRESS_MODES:
+        if is_auto_address(row):
             changes += self._address_existing_ports(conn, net.id, row["id"], plan.cidr)
         return row["id"], changes
 
@@ -161,12 +166,11 @@ class Subnets(Resource):
         return changes
 
     @staticmethod
-    def _check_routes_and_dns(values: dict[str, Any], version: int) -> None:
-        for route in values.get("host_routes") or []:
-            for key in ("destination", "nexthop"):
-                if (":" in route[key]) != (version == 6):
-                    raise InvalidInput(f"host route {key} {route[key]} does not match the "
-                                       f"subnet's IP version {version}")
+    def _check_routes_and_dns(values: dict[str, Any], version: int,
+                              subnet_id: str | None = None) -> None:
+        """Neutron's limits (5 nameservers, 20 routes) and IP version agreement."""
+        ipam.check_subnet_attributes(version, dns_nameservers=values.get("dns_nameservers"),
+                                     host_routes=values.get("host_routes"), subnet_id=subnet_id)
 
     @staticmethod
     def _check_overlap(conn: Connection, network_id: str, cidr: str, own_id: str | None) -> None:
@@ -182,9 +186,9 @@ class Subnets(Resource):
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any],
         values: dict[str, Any],
     ) -> list[Change]:
-        self._check_routes_and_dns(values, current["ip_version"])
+        self._check_routes_and_dns(values, current["ip_version"], current["id"])
         columns = self.column_updates(values)
-        if "gateway_ip" in values or "allocation_pools" in values:
+        if "gateway_ip" in values or "allocation_pools" in values or "enable_dhcp" in values:
             gateway = values.get("gateway_ip", current["gateway_ip"])
             pools = values.get("allocation_pools", current["allocation_pools"])
             plan = ipam.plan_subnet(
