@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import enum
 import random
+import socket
 from collections.abc import Collection, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -95,6 +96,11 @@ Pool = tuple[int, int]
 
 def ip_to_int(ip: str) -> int:
     """The integer value of an IPv4 or IPv6 address (ValueError if it is not one)."""
+    try:  # fast path (the allocator converts many stored, canonical addresses)
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        return int.from_bytes(socket.inet_pton(family, ip), "big")
+    except (OSError, TypeError):
+        pass
     try:
         return int(netaddr.IPAddress(ip))
     except (netaddr.AddrFormatError, TypeError) as exc:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Connection, and_, exists, not_, select
 from sqlalchemy.exc import IntegrityError
 
+from neutrino.api.address_hints import AddressHints
 from neutrino.api.attributes import body_items, prepare_create, prepare_update
 from neutrino.api.errors import (
     BadRequest,
@@ -52,6 +53,9 @@ class NetworkingApi:
     def __init__(self, db: Database, resources: Sequence[Resource]) -> None:
         self.db = db
         self.resources = {r.collection: r for r in resources}
+        self.hints = AddressHints()
+        for res in resources:
+            res.hints = self.hints
 
     def resource(self, collection: str) -> Resource:
         return self.resources[collection]
@@ -61,10 +65,17 @@ class NetworkingApi:
         """Run `work` in one transaction with its outbox row; retry lost uniqueness races."""
         for attempt in range(WRITE_RETRIES):
             try:
-                with self.db.write() as conn:
-                    result, changes = work(conn)
-                    if changes:
-                        record_changes(conn, changes)
+                # address hints change with the transaction: applied on commit, else dropped
+                with self.db.write_lock:
+                    try:
+                        with self.db.write() as conn:
+                            result, changes = work(conn)
+                            if changes:
+                                record_changes(conn, changes)
+                    except BaseException:
+                        self.hints.rollback()
+                        raise
+                    self.hints.commit()
                     return result
             except IntegrityError as exc:
                 if attempt == WRITE_RETRIES - 1:
@@ -193,9 +204,9 @@ class NetworkingApi:
         def work(conn: Connection) -> tuple[list[dict[str, Any]], list[Change]]:
             created, changes = [], []
             for values in prepared:
-                resource_id, item_changes = res.create(conn, ctx, values)
+                view, item_changes = res.create_view(conn, ctx, values)
                 changes.extend(item_changes)
-                created.append(res.get(conn, RequestContext.admin(), resource_id))
+                created.append(view)
             return created, changes
 
         created = self.write(work)

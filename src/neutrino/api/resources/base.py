@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, Select, Table, and_, delete, insert, select
 from sqlalchemy.sql.expression import true
 
+from neutrino.api.address_hints import AddressHints
 from neutrino.api.attributes import UNSET, Attr
 from neutrino.api.errors import resource_not_found
 from neutrino.config import Settings
@@ -38,6 +39,7 @@ class Resource:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.hints = AddressHints()  # replaced by the one the controller shares
         if not self.path:
             self.path = self.collection
 
@@ -108,6 +110,13 @@ class Resource:
         self, conn: Connection, ctx: RequestContext, values: dict[str, Any]
     ) -> tuple[str, list[Change]]:
         raise NotImplementedError
+
+    def create_view(
+        self, conn: Connection, ctx: RequestContext, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Change]]:
+        """Create, and return the new resource's full view (read back unless overridden)."""
+        resource_id, changes = self.create(conn, ctx, values)
+        return self.get(conn, RequestContext.admin(), resource_id), changes
 
     def update(
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any],

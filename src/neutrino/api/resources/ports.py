@@ -4,10 +4,10 @@ EUI-64 on SLAAC subnets), MAC addresses, port security, security groups and bind
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, delete, insert, select
+from sqlalchemy import Connection, Row, Select, bindparam, delete, insert, select
 
 from neutrino import ipam
 from neutrino.api import validators as v
@@ -31,6 +31,19 @@ from neutrino.db.schema import ip_allocations, networks, port_security_groups, p
 VIF_TYPES = {"normal": "ovs", "direct": "hw_veb", "macvtap": "hw_veb",
              "direct-physical": "hostdev_physical", "virtio-forwarder": "vhostuser"}
 MAC_RETRIES = 16
+WINDOW = 8  # candidate addresses checked by one query
+WINDOW_SEARCH_LIMIT = 8 * WINDOW  # then fall back to reading every allocation of the subnet
+
+# statements of the port-create hot path, built once
+NETWORK_BY_ID = select(networks).where(networks.c.id == bindparam("id"))
+SUBNETS_OF_NETWORK = (select(subnets).where(subnets.c.network_id == bindparam("network_id"))
+                      .order_by(subnets.c.created_at, subnets.c.id))
+MAC_IN_USE = select(ports.c.id).where(ports.c.network_id == bindparam("network_id"),
+                                      ports.c.mac_address == bindparam("mac"))
+GROUP_OWNER = select(security_groups.c.project_id).where(security_groups.c.id == bindparam("id"))
+INSERT_PORT = insert(ports)
+INSERT_PORT_GROUP = insert(port_security_groups)
+INSERT_ALLOCATIONS = insert(ip_allocations)
 
 ATTRIBUTES: dict[str, Attr] = {
     **standard_attributes(),
@@ -111,28 +124,37 @@ class Ports(Resource):
 
     def view(self, row: Row[Any], related: Any) -> dict[str, Any]:
         fixed, groups = related
-        view = self.standard_view(row)
-        view.update(
-            {
-                "network_id": row.network_id,
-                "admin_state_up": row.admin_state_up,
-                "mac_address": row.mac_address,
-                "fixed_ips": fixed.get(row.id, []),
-                "device_id": row.device_id,
-                "device_owner": row.device_owner,
-                "status": row.status,
-                "binding:host_id": row.binding_host_id,
-                "binding:vnic_type": row.binding_vnic_type,
-                "binding:profile": row.binding_profile,
-                "binding:vif_type": row.binding_vif_type,
-                "binding:vif_details": row.binding_vif_details,
-                "port_security_enabled": row.port_security_enabled,
-                "allowed_address_pairs": row.allowed_address_pairs,
-                "security_groups": sorted(groups.get(row.id, [])),
-                "extra_dhcp_opts": row.extra_dhcp_opts,
-            }
-        )
-        return view
+        return self.port_view(row._mapping, fixed.get(row.id, []), groups.get(row.id, []))
+
+    def port_view(
+        self, row: Mapping[Any, Any], fixed_ips: list[dict[str, str]], groups: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "project_id": row["project_id"],
+            "tenant_id": row["project_id"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "revision_number": row["revision_number"],
+            "network_id": row["network_id"],
+            "admin_state_up": row["admin_state_up"],
+            "mac_address": row["mac_address"],
+            "fixed_ips": fixed_ips,
+            "device_id": row["device_id"],
+            "device_owner": row["device_owner"],
+            "status": row["status"],
+            "binding:host_id": row["binding_host_id"],
+            "binding:vnic_type": row["binding_vnic_type"],
+            "binding:profile": row["binding_profile"],
+            "binding:vif_type": row["binding_vif_type"],
+            "binding:vif_details": row["binding_vif_details"],
+            "port_security_enabled": row["port_security_enabled"],
+            "allowed_address_pairs": row["allowed_address_pairs"],
+            "security_groups": sorted(groups),
+            "extra_dhcp_opts": row["extra_dhcp_opts"],
+        }
 
     def matches(self, view: dict[str, Any], key: str, values: list[str]) -> bool:
         if key != "fixed_ips":
@@ -141,7 +163,7 @@ class Ports(Resource):
 
     # --- writes -----------------------------------------------------------------------------
     def _network(self, conn: Connection, ctx: RequestContext, network_id: str) -> Row[Any]:
-        net = conn.execute(select(networks).where(networks.c.id == network_id)).first()
+        net = conn.execute(NETWORK_BY_ID, {"id": network_id}).first()
         if net is None or not (
             ctx.is_admin or net.project_id == ctx.project_id or net.shared or net.router_external
         ):
@@ -153,6 +175,13 @@ class Ports(Resource):
     def create(
         self, conn: Connection, ctx: RequestContext, values: dict[str, Any]
     ) -> tuple[str, list[Change]]:
+        view, changes = self.create_view(conn, ctx, values)
+        return view["id"], changes
+
+    def create_view(
+        self, conn: Connection, ctx: RequestContext, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Change]]:
+        """Create the port and build its view from what was written (no read-back)."""
         net = self._network(conn, ctx, values["network_id"])
         changes: list[Change] = []
         row = self.standard_row(values)
@@ -180,14 +209,17 @@ class Ports(Resource):
             allowed_address_pairs=with_mac(values["allowed_address_pairs"], mac),
             extra_dhcp_opts=merge_dhcp_opts([], values["extra_dhcp_opts"]),
         )
-        conn.execute(insert(ports).values(**row))
+        conn.execute(INSERT_PORT, row)
         addresses = self._allocate(conn, net.id, mac, owner, values["fixed_ips"], [])
         self._write_addresses(conn, port_id, net.id, addresses)
         if groups:
-            conn.execute(insert(port_security_groups),
+            conn.execute(INSERT_PORT_GROUP,
                          [{"port_id": port_id, "security_group_id": g} for g in groups])
         changes.append(Change("port", port_id, "create"))
-        return port_id, changes
+        fixed = [{"subnet_id": subnet_id, "ip_address": ip} for subnet_id, ip in addresses]
+        view = self.port_view(row, fixed, groups)
+        view["tags"] = []
+        return view, changes
 
     def update(
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any],
@@ -222,6 +254,7 @@ class Ports(Resource):
             )
             columns.update(binding_vif_type=vif_type, binding_vif_details=details)
         if "fixed_ips" in values:
+            self._free_addresses(conn, current["fixed_ips"])
             conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id))
             owner = values.get("device_owner", current["device_owner"])
             mac = columns.get("mac_address", current["mac_address"])
@@ -243,10 +276,15 @@ class Ports(Resource):
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any]
     ) -> list[Change]:
         port_id = current["id"]
+        self._free_addresses(conn, current["fixed_ips"])
         conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id))
         conn.execute(delete(port_security_groups).where(port_security_groups.c.port_id == port_id))
         conn.execute(delete(ports).where(ports.c.id == port_id))
         return [Change("port", port_id, "delete")]
+
+    def _free_addresses(self, conn: Connection, fixed_ips: list[dict[str, str]]) -> None:
+        for entry in fixed_ips:
+            self.hints.freed(entry["subnet_id"], ipam.ip_to_int(entry["ip_address"]))
 
     @staticmethod
     def _readdress_auto(conn: Connection, port_id: str, old_mac: str, mac: str) -> None:
@@ -269,8 +307,7 @@ class Ports(Resource):
     def _check_groups(self, conn: Connection, ctx: RequestContext, groups: list[str]) -> list[str]:
         unique = list(dict.fromkeys(groups))
         for group_id in unique:
-            row = conn.execute(select(security_groups.c.project_id)
-                               .where(security_groups.c.id == group_id)).first()
+            row = conn.execute(GROUP_OWNER, {"id": group_id}).first()
             if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
                 raise resource_not_found("security_group", group_id)
         return unique
@@ -299,8 +336,7 @@ class Ports(Resource):
 
     def _mac(self, conn: Connection, network_id: str, requested: Any) -> str:
         def taken(mac: str) -> bool:
-            return conn.execute(select(ports.c.id).where(
-                ports.c.network_id == network_id, ports.c.mac_address == mac)).first() is not None
+            return conn.execute(MAC_IN_USE, {"network_id": network_id, "mac": mac}).first() is not None
 
         if requested is not UNSET and requested is not None:
             if taken(requested):
@@ -321,10 +357,7 @@ class Ports(Resource):
     ) -> list[tuple[str, str]]:
         """(subnet_id, ip) pairs for the port. `keep` are the port's previous addresses, which
         it may ask for again on update without them counting as in use."""
-        subnet_rows = conn.execute(
-            select(subnets).where(subnets.c.network_id == network_id)
-            .order_by(subnets.c.created_at, subnets.c.id)
-        ).all()
+        subnet_rows = conn.execute(SUBNETS_OF_NETWORK, {"network_id": network_id}).all()
         by_id = {s.id: s for s in subnet_rows}
         router = owner in ROUTER_OWNERS
         kept = {(a["subnet_id"], a["ip_address"]) for a in keep}
@@ -401,27 +434,67 @@ class Ports(Resource):
         self, conn: Connection, subnet: Row[Any], network_id: str, exclude: set[str],
         fail: bool = True,
     ) -> Any:
-        allocated = {
-            ipam.ip_to_int(r[0]) for r in conn.execute(
-                select(ip_allocations.c.ip_address).where(ip_allocations.c.subnet_id == subnet.id)
-            )
-        }
-        allocated.update(ipam.ip_to_int(a) for a in exclude)
+        """The lowest free address of the subnet's pools (None or 409 when there is none)."""
+        pools = subnet_plan_pools(subnet)
+        reserved = {ipam.ip_to_int(a) for a in exclude}
         if subnet.gateway_ip:
-            allocated.add(ipam.ip_to_int(subnet.gateway_ip))
-        found = ipam.pick_free_address(subnet_plan_pools(subnet), allocated)
+            reserved.add(ipam.ip_to_int(subnet.gateway_ip))
+        bound = self.hints.lower_bound(subnet.id)
+        found = self._search_windows(conn, subnet, pools, bound, reserved)
+        if found is None:  # the windows ran out: read every allocation of the subnet
+            allocated = {
+                ipam.ip_to_int(r[0]) for r in conn.execute(
+                    select(ip_allocations.c.ip_address)
+                    .where(ip_allocations.c.subnet_id == subnet.id)
+                )
+            }
+            found = ipam.pick_free_address(pools, allocated | reserved)
         if found is None:
             if fail:
                 raise _exhausted(network_id)
             return None
+        if not exclude:
+            self.hints.allocated_lowest(subnet.id, found)
         return ipam.int_to_ip(found, subnet.ip_version)
+
+    @staticmethod
+    def _search_windows(
+        conn: Connection, subnet: Row[Any], pools: list[tuple[int, int]], bound: int | None,
+        reserved: set[int],
+    ) -> int | None:
+        """Look for the lowest free address at or above `bound` a window at a time; None when
+        the search gives up (few free addresses near the bound) and a full scan must decide."""
+        start = bound if bound is not None else min((p[0] for p in pools), default=0)
+        checked = 0
+        for first, last in sorted(pools):
+            candidate = max(first, start)
+            while candidate <= last:
+                if checked >= WINDOW_SEARCH_LIMIT:
+                    return None
+                window = [a for a in range(candidate, min(last, candidate + WINDOW - 1) + 1)
+                          if a not in reserved]
+                checked += WINDOW
+                candidate += WINDOW
+                if not window:
+                    continue
+                spelled = {ipam.int_to_ip(a, subnet.ip_version): a for a in window}
+                taken = {spelled[r[0]] for r in conn.execute(
+                    select(ip_allocations.c.ip_address).where(
+                        ip_allocations.c.subnet_id == subnet.id,
+                        ip_allocations.c.ip_address.in_(list(spelled)),
+                    )
+                ) if r[0] in spelled}
+                for address in window:
+                    if address not in taken:
+                        return address
+        return None
 
     @staticmethod
     def _write_addresses(
         conn: Connection, port_id: str, network_id: str, addresses: list[tuple[str, str]]
     ) -> None:
         if addresses:
-            conn.execute(insert(ip_allocations), [
+            conn.execute(INSERT_ALLOCATIONS, [
                 {"port_id": port_id, "subnet_id": subnet_id, "network_id": network_id,
                  "ip_address": address, "position": n}
                 for n, (subnet_id, address) in enumerate(addresses)

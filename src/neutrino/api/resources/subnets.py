@@ -205,6 +205,7 @@ class Subnets(Resource):
                     raise Conflict(f"Gateway ip {plan.gateway_ip} conflicts with allocation to "
                                    f"port {holder[0]}", type="GatewayConflictWithAllocationPools")
             columns.update(gateway_ip=plan.gateway_ip, allocation_pools=plan.allocation_pools)
+            self.hints.reset(current["id"])  # new pools: start the next search from scratch
         for key in ("dns_nameservers", "host_routes"):
             if key in values:
                 columns[key] = values[key]
@@ -230,6 +231,7 @@ class Subnets(Resource):
                            "ports have an IP allocation from this subnet.", type="SubnetInUse")
         conn.execute(delete(ip_allocations).where(ip_allocations.c.subnet_id == subnet_id))
         conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
+        self.hints.reset(subnet_id)
         changes = [Change("port", pid, "update") for pid, _owner in holders]
         return [*changes, Change("subnet", subnet_id, "delete")]
 
