@@ -318,10 +318,16 @@ def seeds(noauth: Harness) -> Seeds:
     return noauth.reseed()
 
 
+# schemathesis 4.32 on pytest 9.2 gives all the items of one `parametrize()` the same node id, so
+# xdist's `--dist loadgroup` (make test) would run only one operation; this makes the ids unique.
+UNIQUE_IDS = pytest.mark.parametrize("_unique", ["fuzz"])
+
+
 @NEUTRON.parametrize()
+@UNIQUE_IDS
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_neutron_api_conforms_to_its_openapi_document(
-    case: schemathesis.Case, noauth: Harness, seeds: Seeds
+    case: schemathesis.Case, noauth: Harness, seeds: Seeds, _unique: str
 ) -> None:
     caller = _steer(case, seeds)
     case.call_and_validate(app=noauth.app, headers=caller, checks=CHECKS)
@@ -331,8 +337,9 @@ KEYSTONE_CALLERS = ["admin", "admin", "admin", "spare", "none", "bogus"]
 
 
 @KEYSTONE.parametrize()
+@UNIQUE_IDS
 def test_keystone_server_conforms_to_its_openapi_document(
-    case: schemathesis.Case, keystone: Keystone
+    case: schemathesis.Case, keystone: Keystone, _unique: str
 ) -> None:
     rng = _chooser(case)
     reading = case.method in ("GET", "HEAD")
@@ -355,3 +362,9 @@ def test_fuzzed_document_is_the_served_one(keystone: Keystone) -> None:
     served = keystone.client.get("/openapi.json")
     assert served.status_code == 200
     assert served.json() == schema.raw_schema
+
+
+def test_every_operation_is_a_test_of_its_own(request: pytest.FixtureRequest) -> None:
+    """Distinct node ids (see UNIQUE_IDS): xdist schedules by node id."""
+    here = [item.nodeid for item in request.session.items if item.path == request.path]
+    assert len(here) == len(set(here))
