@@ -52,10 +52,13 @@ def create_app(
         return json_response(exc.body(), exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = HTTP_TYPES.get(exc.status_code, "HTTPError")
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
-        body = {"NeutronError": {"type": kind, "message": message, "detail": ""}}
+        body: dict[str, Any] = {"NeutronError": {"type": kind, "message": message, "detail": ""}}
+        if request.url.path.startswith("/v3"):  # Keystone's own error format under /v3
+            title = kind.removeprefix("HTTP").replace("NotFound", "Not Found")
+            body = {"error": {"code": exc.status_code, "message": message, "title": title}}
         response = json_response(body, exc.status_code)
         response.headers.update(exc.headers or {})  # e.g. a 405's Allow
         return response

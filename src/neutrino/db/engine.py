@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -45,11 +46,15 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
+            in_memory = not parsed.database or parsed.database == ":memory:"
+            if not in_memory:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            pool: dict[str, Any] = (
+                {"poolclass": StaticPool} if in_memory else {"pool_size": 8, "max_overflow": 8}
+            )
             self.engine: Engine = create_engine(
-                url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
-                json_deserializer=orjson.loads,
+                url, connect_args={"check_same_thread": False}, json_deserializer=orjson.loads,
+                **pool,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
