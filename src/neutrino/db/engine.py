@@ -47,7 +47,7 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             in_memory = not parsed.database or parsed.database == ":memory:"
-            if not in_memory:
+            if parsed.database and not in_memory:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             pool: dict[str, Any] = (
                 {"poolclass": StaticPool} if in_memory else {"pool_size": 8, "max_overflow": 8}
