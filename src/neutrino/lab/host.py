@@ -22,6 +22,7 @@ import ipaddress
 import os
 import re
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -36,6 +37,7 @@ INTEGRATION_BRIDGE = "br-int"
 UNDERLAY_BRIDGE = "br-phy"
 UNDERLAY_NIC = "eth-ul"
 OPENFLOW_PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow15"
+AGENT_START_TIMEOUT = 5.0  # seconds until the agent process must be inside the namespace
 
 FailureMode = Literal["agent", "vswitchd", "link"]
 FAILURE_MODES: tuple[str, ...] = get_args(FailureMode)
@@ -126,7 +128,11 @@ class LabHost:
 
     def start(self) -> None:
         """Create the namespace, attach it to the fabric, start OVS, build the bridges, and
-        start the agent if the host has one.  Not idempotent: for a fresh host only."""
+        start the agent if the host has one.
+
+        After `stop()` this is a reboot: the OVS database in the run directory is kept, so
+        bridges, tunnels and provider bridges come back (instance VIFs do not: their veths died
+        with the namespace)."""
         netns.create_namespace(self.namespace)
         self.fabric.attach(self.name, self.namespace, UNDERLAY_NIC)
         self.ovs.start()
@@ -136,15 +142,17 @@ class LabHost:
             f"external_ids:system-id={self.name}", f"external_ids:hostname={self.name}",
             f"external_ids:neutrino-encap-ip={self.underlay_ip}",
             f'external_ids:neutrino-bridge-mappings="{mappings}"',
-            "--", "add-br", UNDERLAY_BRIDGE,
+            "--", "--may-exist", "add-br", UNDERLAY_BRIDGE,
             "--", "set", "Bridge", UNDERLAY_BRIDGE, "datapath_type=netdev",
-            "--", "add-port", UNDERLAY_BRIDGE, UNDERLAY_NIC,
-            "--", "add-br", INTEGRATION_BRIDGE,
+            "--", "set", "Interface", UNDERLAY_BRIDGE, f"mtu_request={self.fabric.mtu}",
+            "--", "--may-exist", "add-port", UNDERLAY_BRIDGE, UNDERLAY_NIC,
+            "--", "--may-exist", "add-br", INTEGRATION_BRIDGE,
             "--", "set", "Bridge", INTEGRATION_BRIDGE, "datapath_type=netdev", "fail_mode=secure",
             f"protocols={OPENFLOW_PROTOCOLS}",
             *self._provider_bridge_args(),
         )
-        netns.add_address(self.namespace, UNDERLAY_BRIDGE, str(self.underlay_address))
+        netns.ip("address", "replace", str(self.underlay_address), "dev", UNDERLAY_BRIDGE,
+                 namespace=self.namespace)
         netns.set_link(self.namespace, UNDERLAY_BRIDGE, up=True)
         if self.record.agent_command:
             self.start_agent()
@@ -152,12 +160,14 @@ class LabHost:
     def _provider_bridge_args(self) -> list[str]:
         args: list[str] = []
         for physnet, bridge in sorted(self.record.bridge_mappings.items()):
-            args += ["--", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev",
+            args += ["--", "--may-exist", "add-br", bridge,
+                     "--", "set", "Bridge", bridge, "datapath_type=netdev",
                      f"external_ids:neutrino-physnet={physnet}"]
         return args
 
     def stop(self) -> None:
-        """Stop the agent and OVS, and delete the namespace (its links and taps go with it)."""
+        """Stop the agent and OVS, and delete the namespace (its links and taps go with it);
+        the run directory and its OVS database stay."""
         self.stop_agent()
         self.ovs.stop()
         self.fabric.detach(self.name)
@@ -196,7 +206,19 @@ class LabHost:
                     env={**os.environ, **self.ovs.env, "NEUTRINO_LAB_HOST": self.name})
             except OSError as error:
                 raise LabError(f"cannot start the agent of {self.name}: {error}") from None
-        self.record.agent_pid = child.pid  # `ip netns exec` execs, so this is the agent itself
+        # `ip netns exec` execs, so the child becomes the agent itself once it has entered the
+        # namespace and exec'd; wait for that so that the pid is verifiably ours from now on
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        launcher = netns.exec_argv(self.namespace, command)
+        while not process.in_namespace(self.namespace)(child.pid) or process.cmdline(child.pid) == launcher:
+            if child.poll() is not None:
+                raise LabError(f"the agent of {self.name} exited at once (status {child.returncode}); "
+                               f"see {self.agent_log}")
+            if time.monotonic() > deadline:
+                process.kill_pid(child.pid, lambda pid: True)
+                raise LabError(f"the agent of {self.name} did not start; see {self.agent_log}")
+            time.sleep(0.01)
+        self.record.agent_pid = child.pid
         return child.pid
 
     def stop_agent(self) -> bool:

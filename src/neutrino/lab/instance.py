@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Sequence
@@ -169,13 +170,11 @@ class LabInstance:
         if self.host.ovs.running("ovsdb-server"):
             self.host.ovs.vsctl("--if-exists", "del-port", INTEGRATION_BRIDGE, rec.host_ifname,
                                 wait=False)
-        netns.delete_namespace(rec.namespace)
+        # the veth first: a deleted namespace's devices (and their peers) go away asynchronously
         if netns.namespace_exists(self.host.namespace):
             netns.delete_link(self.host.namespace, rec.host_ifname)
-        for path in sorted(self.run_dir.glob("*")):
-            path.unlink()
-        if self.run_dir.is_dir():
-            self.run_dir.rmdir()
+        netns.delete_namespace(rec.namespace)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -199,9 +198,9 @@ class LabInstance:
         script = self.run_dir / "udhcpc.sh"
         script.write_text(_UDHCPC_SCRIPT)
         script.chmod(0o755)
-        tries = max(1, int(timeout / 2))
+        tries = max(1, int(timeout))  # one DISCOVER a second
         result = self.exec([busybox, "udhcpc", "-i", INSTANCE_IFNAME, "-f", "-q", "-n",
-                            "-t", str(tries), "-T", "2", "-A", "1", "-s", str(script),
+                            "-t", str(tries), "-T", "1", "-A", "1", "-s", str(script),
                             "-O", "mtu", "-O", "staticroutes"], check=False, timeout=timeout + 10)
         found = [a for a in self.addresses() if isinstance(a, ipaddress.IPv4Interface)]
         if result.returncode != 0 or not found:

@@ -184,7 +184,14 @@ class Lab:
         self.state.instances[name] = record
         self.save()  # recorded first: a half-plugged instance is still found by unplug/down
         instance = LabInstance(record, lab_host)
-        instance.plug()
+        try:
+            instance.plug()
+        except BaseException:
+            with contextlib.suppress(LabError, OSError):
+                instance.unplug()
+            del self.state.instances[name]
+            self.save()
+            raise
         return instance
 
     def unplug(self, name: str) -> None:

@@ -145,10 +145,16 @@ def set_link(namespace: str | None, ifname: str, *, up: bool | None = None, mtu:
 
 
 def delete_link(namespace: str, ifname: str) -> bool:
-    """Delete link `ifname` (a veth takes its peer with it); whether it existed."""
+    """Delete link `ifname` (a veth takes its peer with it); whether it existed.
+
+    A link may vanish on its own at any moment: the kernel destroys the devices of a deleted
+    namespace (and their veth peers elsewhere) asynchronously, after `ip netns delete` returns.
+    """
     if link_info(namespace, ifname) is None:
         return False
-    ip("link", "delete", "dev", ifname, namespace=namespace)
+    result = ip("link", "delete", "dev", ifname, namespace=namespace, check=False)
+    if result.returncode != 0 and link_info(namespace, ifname) is not None:
+        raise LabError(f"cannot delete {ifname} in {namespace}: {result.stderr.strip()}")
     return True
 
 
@@ -280,9 +286,3 @@ def tx_checksum_enabled(namespace: str, ifname: str) -> bool:
     """Whether tx checksum offload is on for `ifname` (`ethtool -k ifname | grep tx-checksumming`)."""
     return bool(_ethtool_value(namespace, ifname, _ETHTOOL_GTXCSUM))
 
-
-def set_sysctl(namespace: str, key: str, value: str) -> None:
-    """Write a per-namespace sysctl (a /proc/sys/net key) inside `namespace`."""
-    if not key.startswith("net."):
-        raise LabError(f"refusing to set {key} from a namespace: only net.* sysctls are per namespace")
-    run_in(namespace, ["sysctl", "-q", "-w", f"{key}={value}"])
