@@ -183,3 +183,33 @@ outbox = Table(
     # [{"kind": "port", "id": "...", "op": "create|update|delete"}, ...]
     Column("changes", Text, nullable=False),
 )
+
+# --- the data plane's side: chassis (hosts with an agent) and their compiled policy ------------
+
+chassis = Table(
+    "chassis",
+    metadata,
+    Column("name", String(255), primary_key=True),  # the host name (binding:host_id)
+    Column("agent_id", ID, nullable=False, unique=True),  # the id GET /v2.0/agents shows
+    Column("tunnel_ip", String(64), nullable=False),
+    Column("bridge_mappings", JSON, nullable=False),  # {"physnet1": "br-ex"}
+    Column("is_gateway", Boolean, nullable=False, default=False),
+    Column("gateway_priority", Integer, nullable=False, default=0),
+    Column("availability_zone", String(255), nullable=False, default="nova"),
+    Column("configurations", JSON, nullable=False),  # what the agent reports about itself
+    Column("admin_state_up", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("realised_revision", Integer, nullable=False, default=0),  # policy live on the host
+)
+
+policy_items = Table(
+    "policy_items",
+    metadata,
+    Column("key", String(512), primary_key=True),  # /chassis/<chassis>/<kind>/<id>
+    Column("chassis", String(255), nullable=False),
+    Column("revision", Integer, nullable=False),  # global revision of the last change
+    Column("document", Text),  # JSON; NULL marks a deletion (kept until compacted)
+    Index("ix_policy_items_chassis_revision", "chassis", "revision"),
+)

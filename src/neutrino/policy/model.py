@@ -1,0 +1,164 @@
+"""Policy documents, one kind per keyed item of a chassis.
+
+The compiler turns intent (networks, subnets, ports, security groups) into these documents;
+the distribution layer stores them under keys `/chassis/<chassis>/<kind>/<id>`, each with the
+global revision that last changed it; the agent of that chassis renders them into OpenFlow.
+Documents are small and independent so that a change to one port rewrites only the items of
+the chassis that need it. They are frozen Pydantic models: JSON in and out, validated on the
+way into the agent.
+
+Item kinds (the published key layout; docs/policy-model.md documents every field):
+
+| kind | id | on which chassis |
+|---|---|---|
+| `port` | port id | the chassis the port is bound to (binding:host_id) |
+| `network` | network id | every chassis with a port on the network |
+| `security_group` | group id | every chassis with a port in the group |
+| `address_set` | group id | every chassis with a port whose groups name this group as remote |
+| `tunnel` | peer chassis name | every chassis sharing an overlay network with the peer |
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+ItemKind = Literal["port", "network", "security_group", "address_set", "tunnel"]
+ITEM_KINDS: tuple[ItemKind, ...] = ("port", "network", "security_group", "address_set", "tunnel")
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FixedIp(Document):
+    subnet_id: str
+    ip_address: str
+
+
+class AddressPair(Document):
+    ip_address: str  # an address or a CIDR
+    mac_address: str
+
+
+class DhcpOption(Document):
+    opt_name: str
+    opt_value: str
+    ip_version: int = 4
+
+
+class PortPolicy(Document):
+    """A port bound to this chassis: what its VIF may send and receive."""
+
+    id: str
+    network_id: str
+    mac_address: str
+    fixed_ips: tuple[FixedIp, ...] = ()
+    admin_state_up: bool = True
+    port_security_enabled: bool = True
+    allowed_address_pairs: tuple[AddressPair, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    device_owner: str = ""
+    device_id: str = ""
+    extra_dhcp_opts: tuple[DhcpOption, ...] = ()
+    revision_number: int = 0  # the port's API revision this policy was compiled from
+
+
+class HostRoute(Document):
+    destination: str
+    nexthop: str
+
+
+class SubnetPolicy(Document):
+    id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str | None = None
+    enable_dhcp: bool = True
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[HostRoute, ...] = ()
+    ipv6_ra_mode: str | None = None
+    ipv6_address_mode: str | None = None
+    dhcp_server_ip: str | None = None  # the address DHCP answers come from (the DHCP port's)
+    dhcp_server_mac: str | None = None
+
+
+class RemotePort(Document):
+    """A port of the network bound to another chassis: where to tunnel frames for its MAC and
+    which addresses to answer ARP/ND for."""
+
+    id: str
+    mac_address: str
+    ip_addresses: tuple[str, ...] = ()
+    chassis: str
+
+
+class NetworkPolicy(Document):
+    id: str
+    network_type: Literal["flat", "vlan", "vxlan", "geneve"]
+    segmentation_id: int | None = None  # tunnel key (VNI) or VLAN id
+    physical_network: str | None = None
+    mtu: int = 1500
+    tunnel_key: int  # the network's key inside this chassis's pipeline (metadata)
+    subnets: tuple[SubnetPolicy, ...] = ()
+    remote_ports: tuple[RemotePort, ...] = ()
+    flood_chassis: tuple[str, ...] = ()  # other chassis with ports on it (broadcast/unknown)
+
+
+class SecurityGroupRulePolicy(Document):
+    id: str
+    direction: Literal["ingress", "egress"]
+    ethertype: Literal["IPv4", "IPv6"]
+    protocol: int | None = None  # IP protocol number; None = any
+    port_range_min: int | None = None  # or ICMP type
+    port_range_max: int | None = None  # or ICMP code
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+
+
+class SecurityGroupPolicy(Document):
+    id: str
+    stateful: bool = True
+    rules: tuple[SecurityGroupRulePolicy, ...] = ()
+
+
+class AddressSetPolicy(Document):
+    """The addresses of every port in a security group (for rules with remote_group_id)."""
+
+    id: str  # the security group id
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+
+
+class TunnelPolicy(Document):
+    id: str  # the peer chassis name
+    ip: str  # the peer's tunnel endpoint address
+    encap: Literal["geneve", "vxlan"] = "geneve"
+
+
+PolicyDocument = PortPolicy | NetworkPolicy | SecurityGroupPolicy | AddressSetPolicy | TunnelPolicy
+
+DOCUMENT_TYPES: dict[ItemKind, type[Document]] = {
+    "port": PortPolicy,
+    "network": NetworkPolicy,
+    "security_group": SecurityGroupPolicy,
+    "address_set": AddressSetPolicy,
+    "tunnel": TunnelPolicy,
+}
+
+
+def item_key(chassis: str, kind: ItemKind, item_id: str) -> str:
+    """`/chassis/<chassis>/<kind>/<id>`."""
+    return f"/chassis/{chassis}/{kind}/{item_id}"
+
+
+def parse_key(key: str) -> tuple[str, ItemKind, str]:
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != "" or parts[1] != "chassis" or parts[3] not in ITEM_KINDS:
+        raise ValueError(f"not a policy key: {key!r}")
+    return parts[2], parts[3], parts[4]  # type: ignore[return-value]
+
+
+def load_document(kind: ItemKind, data: object) -> Document:
+    return DOCUMENT_TYPES[kind].model_validate(data)
