@@ -1,0 +1,151 @@
+"""The agent's view of its host's Open vSwitch database (through ovsdbapp).
+
+What it reads: the VIFs plugged into br-int the way Nova's os-vif plugs them
+(`external_ids:iface-id` = the Neutron port id, `attached-mac`, `vm-uuid`, `iface-status`) with
+their OpenFlow port numbers and link state, and what the host says about itself in the
+`Open_vSwitch` row's external_ids (`system-id`, `neutrino-encap-ip`,
+`neutrino-bridge-mappings`). What it writes: the tunnel ports of br-int, one per peer chassis,
+named `tn-<hash of the peer's name>`, with `options:remote_ip` and `options:key=flow`.
+
+ovsdbapp keeps a replica of the tables up to date in its own thread; `on_change` is called from
+that thread whenever an Interface row changes, so callers must only schedule work from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import connection, event, idlutils
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
+TUNNEL_PREFIX = "tn-"
+
+
+@dataclass(frozen=True)
+class Vif:
+    port_id: str  # external_ids:iface-id
+    name: str
+    ofport: int  # -1 while OVS has not attached it
+    mac: str
+    device_id: str
+    link_up: bool
+
+
+@dataclass(frozen=True)
+class TunnelSpec:
+    ip: str
+    encap: str = "geneve"
+
+
+def tunnel_port_name(chassis: str) -> str:
+    """A stable interface name (<= 15 characters) for the tunnel to `chassis`."""
+    return TUNNEL_PREFIX + hashlib.sha256(chassis.encode()).hexdigest()[:11]
+
+
+class _InterfaceChanged(event.RowEvent):
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), "Interface", None)
+        self.callback = callback
+
+    def run(self, event: str, row: Any, old: Any) -> None:
+        self.callback()
+
+
+class _NotifyingIdl(connection.OvsdbIdl):
+    def __init__(self, remote: str, helper: Any) -> None:
+        super().__init__(remote, helper)
+        self.notify_handler = event.RowEventHandler()
+
+    def notify(self, event: str, row: Any, updates: Any = None) -> None:
+        self.notify_handler.notify(event, row, updates)
+
+
+class HostOvsdb:
+    def __init__(
+        self, url: str, bridge: str = "br-int", on_change: Callable[[], None] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.bridge = bridge
+        helper = idlutils.get_schema_helper(url, "Open_vSwitch")
+        for table in TABLES:
+            helper.register_table(table)
+        self.idl = _NotifyingIdl(url, helper)
+        if on_change is not None:
+            self.idl.notify_handler.watch_event(_InterfaceChanged(on_change))
+        self.connection = connection.Connection(idl=self.idl, timeout=timeout)
+        self.api = impl_idl.OvsdbIdl(self.connection)
+        self._lock = threading.Lock()
+
+    # --- reading --------------------------------------------------------------------------
+    def _rows(self, table: str) -> list[Any]:
+        return list(self.idl.tables[table].rows.values())
+
+    def host_config(self) -> dict[str, str]:
+        rows = self._rows("Open_vSwitch")
+        return dict(rows[0].external_ids) if rows else {}
+
+    def _bridge_interfaces(self) -> list[Any]:
+        for bridge in self._rows("Bridge"):
+            if bridge.name == self.bridge:
+                return [iface for port in bridge.ports for iface in port.interfaces]
+        return []
+
+    def vifs(self) -> dict[str, Vif]:
+        """Port id -> VIF, for every interface of the bridge carrying an iface-id."""
+        out: dict[str, Vif] = {}
+        for iface in self._bridge_interfaces():
+            ids = dict(iface.external_ids)
+            port_id = ids.get("iface-id")
+            if not port_id:
+                continue
+            ofport = iface.ofport[0] if iface.ofport else -1
+            link = iface.link_state[0] if iface.link_state else "down"
+            out[port_id] = Vif(port_id=port_id, name=iface.name, ofport=int(ofport),
+                               mac=ids.get("attached-mac", ""), device_id=ids.get("vm-uuid", ""),
+                               link_up=link == "up" and int(ofport) > 0)
+        return out
+
+    def tunnel_ofports(self) -> dict[str, int]:
+        """Peer chassis -> ofport of the tunnel port to it (only ports that are attached)."""
+        out: dict[str, int] = {}
+        for iface in self._bridge_interfaces():
+            peer = dict(iface.external_ids).get("neutrino-peer")
+            ofport = iface.ofport[0] if iface.ofport else -1
+            if peer and int(ofport) > 0:
+                out[peer] = int(ofport)
+        return out
+
+    # --- writing --------------------------------------------------------------------------
+    def ensure_tunnels(self, peers: Mapping[str, TunnelSpec]) -> None:
+        """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction."""
+        with self._lock:
+            existing = {dict(i.external_ids).get("neutrino-peer"): i
+                        for i in self._bridge_interfaces() if i.name.startswith(TUNNEL_PREFIX)}
+            with self.api.transaction(check_error=True) as txn:
+                for peer, iface in existing.items():
+                    if peer not in peers:
+                        txn.add(self.api.del_port(iface.name, bridge=self.bridge, if_exists=True))
+                for peer, spec in peers.items():
+                    iface = existing.get(peer)
+                    wanted = {"remote_ip": spec.ip, "key": "flow"}
+                    if iface is not None and iface.type == spec.encap and dict(
+                        iface.options) == wanted:
+                        continue
+                    name = iface.name if iface is not None else tunnel_port_name(peer)
+                    if iface is None:
+                        txn.add(self.api.add_port(self.bridge, name, may_exist=True))
+                    txn.add(self.api.db_set(
+                        "Interface", name, ("type", spec.encap), ("options", wanted),
+                        ("external_ids", {"neutrino-peer": peer}),
+                    ))
+
+    def close(self) -> None:
+        self.connection.stop()
+
+
+__all__ = ["HostOvsdb", "TunnelSpec", "Vif", "tunnel_port_name"]

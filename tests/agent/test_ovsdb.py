@@ -1,0 +1,75 @@
+"""The agent reads VIFs plugged os-vif style from its host's real OVSDB and keeps br-int's
+tunnel ports one per peer chassis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.helpers import LAB_UNAVAILABLE, lab_in
+from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec, tunnel_port_name
+from neutrino.lab.lab import Lab
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if LAB_UNAVAILABLE is not None:
+        pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
+    with lab_in(tmp_path_factory.mktemp("lab"), hosts=1) as running:
+        yield running
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, show: object = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in time: {show() if callable(show) else ''}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def ovsdb(lab: Lab) -> Iterator[tuple[HostOvsdb, threading.Event]]:
+    """One client for the module, as the agent keeps one for its whole life."""
+    changed = threading.Event()
+    host = lab.host("host1")
+    client = HostOvsdb(f"unix:{Path(host.ovs.db_socket)}", on_change=changed.set)
+    yield client, changed
+    client.close()
+
+
+def test_a_vif_plugged_os_vif_style_is_seen_with_its_ofport(
+    lab: Lab, ovsdb: tuple[HostOvsdb, threading.Event]
+) -> None:
+    client, changed = ovsdb
+    changed.clear()
+    lab.plug("vm-a", "host1", port_id="11111111-2222-3333-4444-555555555555",
+             mac="fa:16:3e:00:00:0a")
+    wait_until(lambda: "11111111-2222-3333-4444-555555555555" in client.vifs()
+               and client.vifs()["11111111-2222-3333-4444-555555555555"].ofport > 0,
+               show=lambda: (client.vifs(), [i.name for i in client._bridge_interfaces()]))
+    vif = client.vifs()["11111111-2222-3333-4444-555555555555"]
+    assert vif.mac == "fa:16:3e:00:00:0a"
+    assert changed.is_set()
+    lab.unplug("vm-a")
+    wait_until(lambda: "11111111-2222-3333-4444-555555555555" not in client.vifs(),
+               show=client.vifs)
+
+
+def test_tunnel_ports_follow_the_peer_set(ovsdb: tuple[HostOvsdb, threading.Event]) -> None:
+    client, _ = ovsdb
+    client.ensure_tunnels({"host7": TunnelSpec("10.250.0.17"), "host8": TunnelSpec("10.250.0.18")})
+    wait_until(lambda: set(client.tunnel_ofports()) == {"host7", "host8"},
+               show=lambda: [(i.name, list(i.ofport)) for i in client._bridge_interfaces()])
+    client.ensure_tunnels({"host8": TunnelSpec("10.250.0.28", "vxlan")})
+    wait_until(lambda: set(client.tunnel_ofports()) == {"host8"})
+    names = {i.name: i for i in client._bridge_interfaces()}
+    iface = names[tunnel_port_name("host8")]
+    assert iface.type == "vxlan" and dict(iface.options)["remote_ip"] == "10.250.0.28"
+    client.ensure_tunnels({})
+    wait_until(lambda: client.tunnel_ofports() == {})
