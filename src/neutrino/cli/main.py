@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -62,6 +63,50 @@ def _safe(settings: Settings) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+@app.command()
+def agent(
+    host: str = typer.Option(..., "--host", help="This chassis's name (binding:host_id)."),
+    server: str = typer.Option("http://127.0.0.1:9696", help="Neutrino server URL."),
+    ovsdb: str = typer.Option(..., help="OVSDB of this host, e.g. unix:/run/openvswitch/db.sock"),
+    ofctl_target: str | None = typer.Option(
+        None, help="OpenFlow target of br-int (default: br-int.mgmt beside the OVSDB socket)."),
+    tunnel_ip: str = typer.Option("", help="Tunnel endpoint address (default: the host's "
+                                  "external_ids:neutrino-encap-ip)."),
+    bridge_mappings: list[str] = typer.Option([], "--bridge-mapping",
+                                              help="physnet:bridge (repeatable)."),
+    gateway: bool = typer.Option(False, "--gateway", help="This host is a gateway host."),
+    gateway_priority: int = typer.Option(0, help="Priority among gateway hosts."),
+    availability_zone: str = typer.Option("nova", help="Availability zone of this host."),
+    heartbeat_interval: float = typer.Option(1.0, help="Seconds between heartbeats."),
+    admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
+                                              help="Password of user admin (omit for noauth)."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Run the per-host agent: render this chassis's policy into br-int flows."""
+    import asyncio
+
+    from neutrino.agent.service import Agent, AgentConfig, fetch_token, parse_bridge_mappings
+
+    logging.basicConfig(level=log_level.upper(),
+                        format=f"%(asctime)s {host} %(levelname)s %(name)s: %(message)s")
+    if not ovsdb.startswith("unix:"):
+        raise typer.BadParameter("--ovsdb must be unix:<socket path>")
+    target = ofctl_target or f"unix:{Path(ovsdb[5:]).parent / 'br-int.mgmt'}"
+
+    async def main() -> None:
+        token = await fetch_token(server, admin_password) if admin_password else None
+        config = AgentConfig(
+            host=host, server=server, ovsdb=ovsdb, ofctl_target=target, tunnel_ip=tunnel_ip,
+            bridge_mappings=parse_bridge_mappings(bridge_mappings), is_gateway=gateway,
+            gateway_priority=gateway_priority, availability_zone=availability_zone,
+            heartbeat_interval=heartbeat_interval, token=token,
+        )
+        await Agent(config).run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,243 @@
+"""The agent's main loop: one chassis, one policy stream, one br-int.
+
+Concurrency model: one asyncio loop owns all state (`desired` policy items, the revision they
+come from, the last reported port statuses). Three inputs wake the reconciler:
+- the policy stream from the server (JSON lines; resumed with `?since=<revision>` after a
+  disconnect, or replaced by a full snapshot when the server says the revision is too old);
+- OVSDB changes (VIFs plugged or unplugged), signalled from ovsdbapp's thread with
+  `call_soon_threadsafe`;
+- a periodic tick (heartbeat, and a safety re-check).
+The reconciler is debounced and runs one at a time: it makes the tunnel ports match the
+`tunnel` items, renders the flows for what is plugged, applies the delta to br-int atomically
+(FlowTable; the bridge is never flushed, so restarting the agent drops no packets), and then
+reports each port's status: ACTIVE once its flows are installed, DOWN when its VIF is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from neutrino.agent.flows import FlowTable, Ofctl
+from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
+from neutrino.pipeline.render import render_chassis
+from neutrino.policy.model import (
+    Document,
+    PortPolicy,
+    TunnelPolicy,
+    load_document,
+    parse_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    host: str
+    server: str  # http://127.0.0.1:9696
+    ovsdb: str  # unix:/.../db.sock
+    ofctl_target: str  # unix:/.../br-int.mgmt
+    tunnel_ip: str
+    bridge_mappings: dict[str, str] = field(default_factory=dict)
+    is_gateway: bool = False
+    gateway_priority: int = 0
+    availability_zone: str = "nova"
+    heartbeat_interval: float = 1.0
+    token: str | None = None  # X-Auth-Token (admin); None for a noauth server
+    ofctl_env: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.desired: dict[str, Document] = {}
+        self.revision = 0  # of the policy received
+        self.realised = 0  # of the policy installed
+        self.reported: dict[str, str] = {}  # port id -> status last reported
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        headers = {"X-Auth-Token": config.token} if config.token else {}
+        self.http = httpx.AsyncClient(base_url=config.server, headers=headers, timeout=10.0)
+        self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
+        self.ovsdb: HostOvsdb | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.ovsdb = await asyncio.to_thread(
+            HostOvsdb, self.config.ovsdb, on_change=self._ovsdb_changed
+        )
+        self._defaults_from_host(self.ovsdb.host_config())
+        await self.register()
+        tasks = [asyncio.create_task(self._stream_forever()),
+                 asyncio.create_task(self._heartbeat_forever()),
+                 asyncio.create_task(self._reconcile_forever())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.http.aclose()
+            if self.ovsdb is not None:
+                self.ovsdb.close()
+
+    def _defaults_from_host(self, external_ids: Mapping[str, str]) -> None:
+        """Tunnel IP and bridge mappings the host declares in OVSDB (as ovn-controller reads
+        ovn-encap-ip and ovn-bridge-mappings), unless given on the command line."""
+        if not self.config.tunnel_ip:
+            self.config.tunnel_ip = external_ids.get("neutrino-encap-ip", "")
+        if not self.config.bridge_mappings:
+            self.config.bridge_mappings = parse_bridge_mappings(
+                external_ids.get("neutrino-bridge-mappings", ""))
+        if not self.config.tunnel_ip:
+            raise RuntimeError("no tunnel IP: pass --tunnel-ip or set external_ids:"
+                               "neutrino-encap-ip in the Open_vSwitch table")
+
+    def _ovsdb_changed(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def register(self) -> None:
+        body = {"chassis": {
+            "name": self.config.host, "tunnel_ip": self.config.tunnel_ip,
+            "bridge_mappings": self.config.bridge_mappings, "is_gateway": self.config.is_gateway,
+            "gateway_priority": self.config.gateway_priority,
+            "availability_zone": self.config.availability_zone,
+            "configurations": {"tunneling_ip": self.config.tunnel_ip,
+                               "bridge_mappings": self.config.bridge_mappings,
+                               "datapath_type": "netdev", "integration_bridge": "br-int"},
+        }}
+        while True:
+            try:
+                response = await self.http.post("/v2.0/neutrino/chassis", json=body)
+                response.raise_for_status()
+                return
+            except httpx.HTTPError as exc:
+                log.warning("registering chassis %s failed (%s); retrying", self.config.host, exc)
+                await asyncio.sleep(1.0)
+
+    # --- the policy stream ----------------------------------------------------------------------
+    async def _stream_forever(self) -> None:
+        while True:
+            try:
+                await self._stream_once()
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("policy stream interrupted (%s); resuming from %d", exc, self.revision)
+            await asyncio.sleep(0.2)
+
+    async def _stream_once(self) -> None:
+        params = {"since": str(self.revision)} if self.revision else {}
+        url = f"/v2.0/neutrino/chassis/{self.config.host}/policy"
+        async with self.http.stream("GET", url, params=params, timeout=None) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if line.strip():
+                    self.apply_message(orjson.loads(line))
+
+    def apply_message(self, message: Mapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "snapshot":
+            self.desired = {key: load_document(parse_key(key)[1], doc)
+                            for key, doc in message["items"].items()}
+        elif kind == "change":
+            key = message["key"]
+            if message.get("document") is None:
+                self.desired.pop(key, None)
+            else:
+                self.desired[key] = load_document(parse_key(key)[1], message["document"])
+        else:
+            return
+        self.revision = max(self.revision, int(message["revision"]))
+        self._wake.set()
+
+    # --- reconciling ----------------------------------------------------------------------------
+    async def _reconcile_forever(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+            self._wake.clear()
+            await asyncio.sleep(0.02)  # debounce a burst of changes into one bundle
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; will retry")
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def reconcile(self) -> None:
+        assert self.ovsdb is not None
+        revision = self.revision
+        documents = dict(self.desired)
+        peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
+                 if isinstance(doc, TunnelPolicy)}
+        await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers)
+        vifs = self.ovsdb.vifs()
+        ports = {doc.id: doc for doc in documents.values() if isinstance(doc, PortPolicy)}
+        local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
+        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports())
+        await asyncio.to_thread(self.flows.apply, flows)
+        self.realised = revision
+        await self.report_ports(ports, {pid for pid, vif in vifs.items()
+                                        if pid in local and vif.link_up})
+
+    async def report_ports(self, ports: Mapping[str, PortPolicy], up: set[str]) -> None:
+        for port_id, port in ports.items():
+            status = "ACTIVE" if port_id in up and port.admin_state_up else "DOWN"
+            if self.reported.get(port_id) == status:
+                continue
+            try:
+                response = await self.http.put(
+                    f"/v2.0/neutrino/ports/{port_id}/status",
+                    json={"status": status, "chassis": self.config.host})
+                if response.status_code < 300:
+                    self.reported[port_id] = status
+            except httpx.HTTPError as exc:
+                log.warning("reporting port %s %s failed: %s", port_id, status, exc)
+        for gone in set(self.reported) - set(ports):
+            del self.reported[gone]
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.http.put(f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat",
+                                    json={"realised_revision": self.realised})
+            except httpx.HTTPError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(max(0.0, self.config.heartbeat_interval
+                                    - (time.monotonic() - started)))
+
+
+def parse_bridge_mappings(text: str | list[str]) -> dict[str, str]:
+    """`physnet1:br-ex,physnet2:br-vlan` (or a list of such items) -> {physnet: bridge}."""
+    items = text if isinstance(text, list) else text.split(",")
+    out: dict[str, str] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        physnet, sep, bridge = item.partition(":")
+        if not sep or not physnet or not bridge:
+            raise ValueError(f"bad bridge mapping {item!r}: expected physnet:bridge")
+        out[physnet] = bridge
+    return out
+
+
+async def fetch_token(server: str, password: str, user: str = "admin",
+                      project: str = "admin") -> str:
+    """An admin token from the server's Keystone subset (password method)."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+    async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+        response = await client.post("/v3/auth/tokens", json=body)
+        response.raise_for_status()
+        return response.headers["X-Subject-Token"]
