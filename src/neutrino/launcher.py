@@ -59,6 +59,7 @@ def start_server(
     database: str | None = None,
     auth: str = "keystone",
     extra_args: tuple[str, ...] = (),
+    unix_socket: Path | None = None,
     timeout: float = 30.0,
 ) -> ServerProcess:
     """Start `neutrino server` and wait until it answers `GET /`."""
@@ -68,6 +69,8 @@ def start_server(
             "--port", str(port), "--state-dir", str(state_dir), "--auth", auth, *extra_args]
     if database:
         args += ["--database", database]
+    if unix_socket is not None:
+        args += ["--unix-socket", str(unix_socket)]
     env = dict(os.environ)
     env.pop("NEUTRINO_ADMIN_PASSWORD", None)
     if admin_password:

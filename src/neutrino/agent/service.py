@@ -66,7 +66,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         headers = {"X-Auth-Token": config.token} if config.token else {}
-        self.http = httpx.AsyncClient(base_url=config.server, headers=headers, timeout=10.0)
+        self.http = server_client(config.server, headers)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
         self.ovsdb: HostOvsdb | None = None
 
@@ -231,13 +231,22 @@ def parse_bridge_mappings(text: str | list[str]) -> dict[str, str]:
     return out
 
 
+def server_client(server: str, headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+    """An HTTP client for `http://host:port` or `unix:/path/to/server.sock`."""
+    if server.startswith("unix:"):
+        transport = httpx.AsyncHTTPTransport(uds=server[5:])
+        return httpx.AsyncClient(transport=transport, base_url="http://neutrino",
+                                 headers=dict(headers or {}), timeout=10.0)
+    return httpx.AsyncClient(base_url=server, headers=dict(headers or {}), timeout=10.0)
+
+
 async def fetch_token(server: str, password: str, user: str = "admin",
                       project: str = "admin") -> str:
     """An admin token from the server's Keystone subset (password method)."""
     body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
-    async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+    async with server_client(server) as client:
         response = await client.post("/v3/auth/tokens", json=body)
         response.raise_for_status()
         return response.headers["X-Subject-Token"]

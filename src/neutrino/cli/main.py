@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from pathlib import Path
 
 import typer
@@ -36,6 +38,9 @@ def server(
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
                                               help="Password of the bootstrap user admin."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
+    unix_socket: Path | None = typer.Option(
+        None, help="Also serve on this unix socket (agents in other network namespaces reach "
+        "the server through it)."),
 ) -> None:
     """Run the API server (Neutron v2.0 + Keystone v3 subset)."""
     import uvicorn
@@ -54,7 +59,25 @@ def server(
                       f"password: [bold]{built.generated_password}[/]\n(saved in "
                       f"{settings.state_dir}/admin-password; `neutrino clouds` prints it)")
     console.print(f"Neutrino listening on http://{host}:{port} (database {_safe(settings)})")
-    uvicorn.run(built.app, host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(built.app, log_level=log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=listening_sockets(host, port, unix_socket))
+
+
+def listening_sockets(host: str, port: int, unix_socket: Path | None) -> list[socket.socket]:
+    """The TCP socket on host:port and, if asked, a unix socket (mode 0600)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    tcp = socket.socket(family, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((host, port))
+    sockets = [tcp]
+    if unix_socket is not None:
+        unix_socket.parent.mkdir(parents=True, exist_ok=True)
+        unix_socket.unlink(missing_ok=True)
+        uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        uds.bind(str(unix_socket))
+        os.chmod(unix_socket, 0o600)
+        sockets.append(uds)
+    return sockets
 
 
 def _safe(settings: Settings) -> str:
