@@ -1,0 +1,391 @@
+"""Render one chassis's policy documents into br-int flows.  PURE: documents in, flows out.
+
+`render_chassis(documents, local_ofports, tunnel_ofports)` is all there is.  Every flow's cookie
+comes from the policy item that produced it (`cookie_for(kind, id)`; chassis-wide flows use
+`cookie_for("pipeline", "static")`), so the agent can find one item's flows.  A flow built from
+several items (a conjunction clause shared by two rules) takes the cookie of the first item in
+sorted order.
+
+Keys inside the pipeline: a network is its `tunnel_key` (metadata, and its ct zone), a local
+port is its ofport on br-int (reg6 / reg7); on the wire a network is its segmentation_id (VNI,
+tun_id).  A port is rendered only when it is in `local_ofports` (its VIF is plugged) and
+admin_state_up; a remote port / flood chassis only when its chassis is in `tunnel_ofports`.
+
+Security groups (stateful): conjunctions, so the flow count grows with ports + rules +
+addresses, not their product.  Per rule: clause 1 = "the port is in the group" (one flow per
+local port and direction carrying every rule of its groups), clause 2 = the rule's match (one
+flow per masked port range), clause 3 (remote_group_id only) = "the peer address is in the
+group" (one flow per address).  The conjunction flow commits the connection.
+
+See docs/pipeline.md for every stage, flow by flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from neutrino.pipeline.flows import (
+    Flow,
+    PipelineError,
+    conjunction,
+    cookie_for,
+    ct_commit,
+    ct_recirculate,
+    load,
+    resubmit,
+)
+from neutrino.pipeline.stages import FLAG_FROM_TUNNEL, FLAG_NO_PORT_SECURITY
+from neutrino.policy.model import (
+    AddressSetPolicy,
+    Document,
+    NetworkPolicy,
+    PortPolicy,
+    SecurityGroupPolicy,
+    SecurityGroupRulePolicy,
+)
+
+STATIC = cookie_for("pipeline", "static")
+IPV4, IPV6, ARP = "0x0800", "0x86dd", "0x0806"
+BROADCAST_MASK = "01:00:00:00:00:00/01:00:00:00:00:00"
+
+# priorities in the ACL stages
+P_ACL_BYPASS = 65535  # port security off, ARP, ND, DHCP
+P_ACL_CT = 65000  # untracked IP -> conntrack
+P_ACL_STATE = 64000  # +inv drop, +est / +rel pass
+P_ACL_RULE = 1000  # conjunction clauses and conjunction flows
+
+# ICMPv6 types allowed without a rule (as Neutron's OVS firewall does)
+ICMPV6_EGRESS_ALLOWED = (130, 131, 132, 133, 135, 136, 143)  # MLD, RS, NS, NA
+ICMPV6_INGRESS_ALLOWED = (130, 134, 135, 136)  # MLD query, RA, NS, NA
+ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_MLD2 = 135, 136, 134, 143
+
+_L4_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
+
+
+@dataclass
+class _Chassis:
+    ports: list[PortPolicy] = field(default_factory=list)
+    networks: dict[str, NetworkPolicy] = field(default_factory=dict)
+    groups: dict[str, SecurityGroupPolicy] = field(default_factory=dict)
+    address_sets: dict[str, AddressSetPolicy] = field(default_factory=dict)
+
+
+def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
+                   tunnel_ofports: Mapping[str, int]) -> list[Flow]:
+    """All br-int flows for one chassis, sorted by (stage, priority, match).
+
+    `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy items
+    are not needed here: `tunnel_ofports` says which peers have a tunnel port and its ofport).
+    `local_ofports`: port id -> ofport of its plugged VIF.  `tunnel_ofports`: peer chassis -> ofport.
+    """
+    chassis = _Chassis()
+    for document in documents.values():
+        if isinstance(document, PortPolicy):
+            chassis.ports.append(document)
+        elif isinstance(document, NetworkPolicy):
+            chassis.networks[document.id] = document
+        elif isinstance(document, SecurityGroupPolicy):
+            chassis.groups[document.id] = document
+        elif isinstance(document, AddressSetPolicy):
+            chassis.address_sets[document.id] = document
+    ports = sorted((p for p in chassis.ports
+                    if p.admin_state_up and p.id in local_ofports and p.network_id in chassis.networks),
+                   key=lambda p: p.id)
+    flows: list[Flow] = list(_static_flows())
+    for network in sorted(chassis.networks.values(), key=lambda n: n.id):
+        members = [p for p in ports if p.network_id == network.id]
+        flows += _network_flows(network, members, local_ofports, tunnel_ofports)
+    for port in ports:
+        flows += _port_flows(port, chassis.networks[port.network_id], local_ofports[port.id])
+    flows += _security_group_flows(chassis, ports, local_ofports)
+    return _merge_conjunctions(flows)
+
+
+# --- chassis-wide --------------------------------------------------------------------------------
+
+def _static_flows() -> Iterable[Flow]:
+    """Table-miss drops and the conntrack / neighbour-discovery scaffolding of the ACL stages."""
+    for name in ("classify", "port_security_ingress_from_vif", "l2_lookup", "acl_egress",
+                 "acl_ingress", "output"):
+        yield Flow.make(name, 0, {}, (), STATIC)
+    yield Flow.make("arp_nd_responder", 0, {}, [resubmit("acl_egress")], STATIC)
+    for stage_name, after, icmpv6_types, dhcp in (
+            ("acl_egress", "l2_lookup", ICMPV6_EGRESS_ALLOWED, ("68", "67")),
+            ("acl_ingress", "output", ICMPV6_INGRESS_ALLOWED, ("67", "68"))):
+        go = [resubmit(after)]
+        if stage_name == "acl_egress":
+            flag = f"{FLAG_NO_PORT_SECURITY:#x}/{FLAG_NO_PORT_SECURITY:#x}"
+            yield Flow.make(stage_name, P_ACL_BYPASS, {"reg0": flag}, go, STATIC)
+        yield Flow.make(stage_name, P_ACL_BYPASS, {"dl_type": ARP}, go, STATIC)
+        yield Flow.make(stage_name, P_ACL_BYPASS, {"dl_type": IPV4, "nw_proto": 17, "tp_src": dhcp[0],
+                                                   "tp_dst": dhcp[1]}, go, STATIC)
+        for icmp_type in icmpv6_types:
+            yield Flow.make(stage_name, P_ACL_BYPASS, {"dl_type": IPV6, "nw_proto": 58,
+                                                       "icmpv6_type": icmp_type}, go, STATIC)
+        for eth in (IPV4, IPV6):
+            yield Flow.make(stage_name, P_ACL_CT, {"dl_type": eth, "ct_state": "-trk"},
+                            [ct_recirculate(stage_name)], STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE, {"ct_state": "+inv+trk"}, (), STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+est-rel-inv+trk"}, go, STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+rel-inv+trk"}, go, STATIC)
+
+
+# --- per network ---------------------------------------------------------------------------------
+
+def _vni(network: NetworkPolicy) -> int:
+    return network.segmentation_id if network.segmentation_id is not None else network.tunnel_key
+
+
+def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+                   tunnel_ofports: Mapping[str, int]) -> list[Flow]:
+    cookie = cookie_for("network", network.id)
+    key, vni = network.tunnel_key, _vni(network)
+    if not 0 < key < 1 << 16:
+        raise PipelineError(f"network {network.id}: tunnel_key {key} must be 1..65535 (it is the ct zone)")
+    flows: list[Flow] = []
+    if network.network_type not in ("geneve", "vxlan"):
+        return flows  # flat / vlan: provider bridges are not rendered yet
+    peers = sorted({c for c in network.flood_chassis if c in tunnel_ofports}
+                   | {r.chassis for r in network.remote_ports if r.chassis in tunnel_ofports})
+    from_tunnel = [load(key, "metadata"), load(key, "reg5"), load(FLAG_FROM_TUNNEL, "reg0"),
+                   resubmit("l2_lookup")]
+    for peer in peers:
+        flows.append(Flow.make("classify", 100, {"in_port": tunnel_ofports[peer], "tun_id": vni},
+                               from_tunnel, cookie))
+    # remote MACs: straight into the tunnel of their chassis (never back into a tunnel)
+    for remote in sorted(network.remote_ports, key=lambda r: r.id):
+        if remote.chassis in tunnel_ofports:
+            flows.append(Flow.make(
+                "l2_lookup", 100,
+                {"metadata": key, "reg0": f"0/{FLAG_FROM_TUNNEL:#x}", "dl_dst": remote.mac_address},
+                [load(vni, "tun_id"), f"output:{tunnel_ofports[remote.chassis]}"], cookie))
+    # broadcast, multicast and unknown unicast: every local port (+ the flood chassis if local)
+    to_locals: list[str] = []
+    for port in members:
+        to_locals += [load(local_ofports[port.id], "reg7"), resubmit("output")]
+    to_tunnels = [load(vni, "tun_id")] if network.flood_chassis else []
+    to_tunnels += [f"output:{tunnel_ofports[c]}" for c in sorted(set(network.flood_chassis))
+                   if c in tunnel_ofports]
+    tunnel_flag = f"{FLAG_FROM_TUNNEL:#x}/{FLAG_FROM_TUNNEL:#x}"
+    # from a tunnel: broadcast/multicast to the local ports only; unknown unicast is dropped
+    flows.append(Flow.make("l2_lookup", 20, {"metadata": key, "reg0": tunnel_flag, "dl_dst": BROADCAST_MASK},
+                           to_locals, cookie))
+    flows.append(Flow.make("l2_lookup", 15, {"metadata": key, "reg0": tunnel_flag}, (), cookie))
+    flows.append(Flow.make("l2_lookup", 10, {"metadata": key}, to_locals + to_tunnels, cookie))
+    # ARP responder for the remote ports' addresses
+    for remote in sorted(network.remote_ports, key=lambda r: r.id):
+        for address in remote.ip_addresses:
+            if ipaddress.ip_address(address).version == 4:
+                flows.append(_arp_reply(key, address, remote.mac_address, cookie))
+    return flows
+
+
+def _arp_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+    """Turn an ARP request for `ip` into the reply from `mac`, back out of the port it came in."""
+    return Flow.make("arp_nd_responder", 100,
+                     {"metadata": network_key, "dl_type": ARP, "arp_op": 1, "arp_tpa": ip}, [
+                         "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]", f"set_field:{mac}->eth_src",
+                         "set_field:2->arp_op", "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",
+                         f"set_field:{mac}->arp_sha", "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[]",
+                         f"set_field:{ip}->arp_spa", "IN_PORT"], cookie)
+
+
+# --- per local port ------------------------------------------------------------------------------
+
+def _eui64_link_local(mac: str) -> str:
+    octets = [int(b, 16) for b in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
+    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6, *eui])))
+
+
+def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int) -> list[Flow]:
+    cookie = cookie_for("port", port.id)
+    net = network.tunnel_key
+    flags = 0 if port.port_security_enabled else FLAG_NO_PORT_SECURITY
+    first = "port_security_ingress_from_vif" if port.port_security_enabled else "arp_nd_responder"
+    flows = [
+        Flow.make("classify", 100, {"in_port": ofport},
+                  [load(net, "metadata"), load(net, "reg5"), load(ofport, "reg6"), load(flags, "reg0"),
+                   resubmit(first)], cookie),
+        Flow.make("l2_lookup", 100, {"metadata": net, "dl_dst": port.mac_address},
+                  [load(ofport, "reg7"), resubmit("acl_ingress")], cookie),
+        Flow.make("output", 100, {"reg7": ofport}, [f"output:{ofport}"], cookie),
+    ]
+    if not port.port_security_enabled:
+        flows.append(Flow.make("acl_ingress", P_ACL_BYPASS, {"reg7": ofport}, [resubmit("output")], cookie))
+    addresses = [(f.ip_address, port.mac_address) for f in port.fixed_ips]
+    addresses += [(p.ip_address, p.mac_address.lower()) for p in port.allowed_address_pairs]
+    for ip, _mac in addresses:  # the responder answers for the port's own addresses, not to the port
+        if "/" not in ip and ipaddress.ip_address(ip).version == 4:
+            flows.append(_arp_reply(net, ip, port.mac_address, cookie))
+            flows.append(Flow.make("arp_nd_responder", 110, {"reg6": ofport, "dl_type": ARP, "arp_tpa": ip},
+                                   [resubmit("acl_egress")], cookie))
+    if port.port_security_enabled:
+        flows += _port_security_flows(port, ofport, addresses, cookie)
+    return flows
+
+
+def _port_security_flows(port: PortPolicy, ofport: int, addresses: list[tuple[str, str]],
+                         cookie: int) -> list[Flow]:
+    ok = [resubmit("arp_nd_responder")]
+    mac = port.mac_address
+    flows = [
+        # DHCP discover / request from 0.0.0.0
+        Flow.make("port_security_ingress_from_vif", 100,
+                  {"reg6": ofport, "dl_src": mac, "dl_type": IPV4, "nw_proto": 17, "nw_src": "0.0.0.0",
+                   "tp_src": 68, "tp_dst": 67}, ok, cookie),
+        # IPv6 DAD (NS) and MLD reports from ::
+        *(Flow.make("port_security_ingress_from_vif", 100,
+                    {"reg6": ofport, "dl_src": mac, "dl_type": IPV6, "nw_proto": 58, "ipv6_src": "::",
+                     "icmpv6_type": t}, ok, cookie) for t in (ICMPV6_NS, ICMPV6_MLD2)),
+        # no router advertisements from a VM; neighbour advertisements only for its own addresses
+        *(Flow.make("port_security_ingress_from_vif", 105,
+                    {"reg6": ofport, "dl_type": IPV6, "nw_proto": 58, "icmpv6_type": t}, (), cookie)
+          for t in (ICMPV6_RA, ICMPV6_NA)),
+    ]
+    v6 = [(_eui64_link_local(mac), mac)]
+    for ip, pair_mac in addresses:
+        network = ipaddress.ip_network(ip, strict=False)
+        text = ip if "/" in ip else str(network.network_address)
+        if network.version == 4:
+            flows.append(Flow.make("port_security_ingress_from_vif", 100,
+                                   {"reg6": ofport, "dl_src": pair_mac, "dl_type": IPV4, "nw_src": text},
+                                   ok, cookie))
+            flows.append(Flow.make("port_security_ingress_from_vif", 100,
+                                   {"reg6": ofport, "dl_src": pair_mac, "dl_type": ARP, "arp_spa": text,
+                                    "arp_sha": pair_mac}, ok, cookie))
+        else:
+            v6.append((text, pair_mac))
+    for ip, pair_mac in dict.fromkeys(v6):
+        flows.append(Flow.make("port_security_ingress_from_vif", 100,
+                               {"reg6": ofport, "dl_src": pair_mac, "dl_type": IPV6, "ipv6_src": ip},
+                               ok, cookie))
+        flows.append(Flow.make("port_security_ingress_from_vif", 110,
+                               {"reg6": ofport, "dl_src": pair_mac, "dl_type": IPV6, "nw_proto": 58,
+                                "icmpv6_type": ICMPV6_NA, "nd_target": ip}, ok, cookie))
+    return flows
+
+
+# --- security groups -----------------------------------------------------------------------------
+
+def conj_id(rule_id: str) -> int:
+    """The conjunction id of a rule (deterministic, 31 bits, non-zero)."""
+    return (int.from_bytes(hashlib.sha256(rule_id.encode()).digest()[:4], "big") & 0x7FFFFFFF) or 1
+
+
+def port_range_masks(low: int, high: int) -> list[str]:
+    """`low..high` as the fewest `value/mask` matches (16-bit ports)."""
+    out: list[str] = []
+    while low <= high:
+        size = low & -low if low else 1 << 16
+        while size > high - low + 1:
+            size >>= 1
+        out.append(f"{low:#x}/{0xFFFF & ~(size - 1):#x}" if size > 1 else str(low))
+        low += size
+    return out
+
+
+def _rule_matches(rule: SecurityGroupRulePolicy) -> list[dict[str, str | int]]:
+    """Clause 2 of a rule: its protocol / ports / remote prefix, as one or more matches."""
+    v6 = rule.ethertype == "IPv6"
+    base: dict[str, str | int] = {"dl_type": IPV6 if v6 else IPV4}
+    protocol = rule.protocol
+    if v6 and protocol == 1:
+        protocol = 58  # Neutron accepts "icmp" for IPv6 rules and means ICMPv6
+    if protocol is not None:
+        base["nw_proto"] = protocol
+    if rule.remote_ip_prefix is not None:
+        prefix = ipaddress.ip_network(rule.remote_ip_prefix, strict=False)
+        if prefix.prefixlen:
+            side = "src" if rule.direction == "ingress" else "dst"
+            base[f"ipv6_{side}" if v6 else f"nw_{side}"] = str(prefix)
+    if protocol in _L4_PROTOCOLS and rule.port_range_min is not None:
+        high = rule.port_range_max if rule.port_range_max is not None else rule.port_range_min
+        if (rule.port_range_min, high) != (1, 65535) and (rule.port_range_min, high) != (0, 65535):
+            return [{**base, "tp_dst": m} for m in port_range_masks(rule.port_range_min, high)]
+    if protocol in (1, 58) and rule.port_range_min is not None:
+        prefix_name = "icmpv6" if protocol == 58 else "icmp"
+        base[f"{prefix_name}_type"] = rule.port_range_min
+        if rule.port_range_max is not None:
+            base[f"{prefix_name}_code"] = rule.port_range_max
+    return [base]
+
+
+def _security_group_flows(chassis: _Chassis, ports: list[PortPolicy],
+                          local_ofports: Mapping[str, int]) -> list[Flow]:
+    flows: list[Flow] = []
+    seen: dict[int, str] = {}
+    # rules per direction for each group that has a local member
+    used = sorted({g for p in ports if p.port_security_enabled for g in p.security_group_ids
+                   if g in chassis.groups})
+    remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
+    for group_id in used:
+        group = chassis.groups[group_id]
+        cookie = cookie_for("security_group", group_id)
+        for rule in group.rules:
+            cid = conj_id(rule.id)
+            if seen.setdefault(cid, rule.id) != rule.id:
+                raise PipelineError(f"rules {seen[cid]} and {rule.id} share conjunction id {cid}")
+            stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
+            clauses = 3 if rule.remote_group_id else 2
+            for match in _rule_matches(rule):
+                flows.append(Flow.make(stage_name, P_ACL_RULE, match, [conjunction(cid, 2, clauses)], cookie))
+            after = resubmit("output" if rule.direction == "ingress" else "l2_lookup")
+            eth = IPV6 if rule.ethertype == "IPv6" else IPV4  # ct() needs the IP prerequisite
+            flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth,
+                                                            "ct_state": "+new-est+trk"},
+                                   [ct_commit(), after], cookie))
+            if rule.remote_group_id:
+                remote_rules[rule.remote_group_id].append(rule)
+    # clause 1: one flow per local port and direction with every rule of its groups
+    for port in ports:
+        if not port.port_security_enabled:
+            continue
+        cookie, ofport = cookie_for("port", port.id), local_ofports[port.id]
+        for direction, stage_name, reg in (("egress", "acl_egress", "reg6"),
+                                           ("ingress", "acl_ingress", "reg7")):
+            actions = [conjunction(conj_id(r.id), 1, 3 if r.remote_group_id else 2)
+                       for g in port.security_group_ids if g in chassis.groups
+                       for r in chassis.groups[g].rules if r.direction == direction]
+            if actions:
+                flows.append(Flow.make(stage_name, P_ACL_RULE, {reg: ofport}, dict.fromkeys(actions), cookie))
+    # clause 3: the addresses of each remote group
+    for group_id, rules in sorted(remote_rules.items()):
+        address_set = chassis.address_sets.get(group_id)
+        if address_set is None:
+            continue  # fail closed: the rule matches nothing until its address set arrives
+        cookie = cookie_for("address_set", group_id)
+        for rule in rules:
+            v6 = rule.ethertype == "IPv6"
+            side = "src" if rule.direction == "ingress" else "dst"
+            stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
+            for address in address_set.ipv6 if v6 else address_set.ipv4:
+                flows.append(Flow.make(stage_name, P_ACL_RULE,
+                                       {"dl_type": IPV6 if v6 else IPV4,
+                                        (f"ipv6_{side}" if v6 else f"nw_{side}"): address},
+                                       [conjunction(conj_id(rule.id), 3, 3)], cookie))
+    return flows
+
+
+def _merge_conjunctions(flows: list[Flow]) -> list[Flow]:
+    """One flow per (stage, priority, match): conjunction clauses with the same match are merged
+    (OVS keeps only one flow per match); any other duplicate is a rendering bug."""
+    by_key: dict[tuple[str, int, tuple[tuple[str, str], ...]], Flow] = {}
+    for flow in flows:
+        key = (flow.stage, flow.priority, tuple(sorted(flow.match)))
+        other = by_key.get(key)
+        if other is None:
+            by_key[key] = flow
+        elif other.actions == flow.actions:
+            by_key[key] = min(other, flow, key=lambda f: f.cookie)
+        elif all(a.startswith("conjunction(") for a in other.actions + flow.actions):
+            merged = tuple(dict.fromkeys(sorted(other.actions + flow.actions)))
+            by_key[key] = Flow(flow.stage, flow.priority, other.match, merged, min(other.cookie, flow.cookie))
+        else:
+            raise PipelineError(f"two flows with one match: {other.describe()} / {flow.describe()}")
+    return sorted(by_key.values(), key=lambda f: (f.table, -f.priority, f.match, f.actions))

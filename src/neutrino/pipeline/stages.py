@@ -1,0 +1,118 @@
+"""The br-int pipeline as data: every stage (table) and every register, in one place.
+
+Flow builders name stages, never table numbers; `neutrino.pipeline.flows.check_flow` rejects a
+flow that matches a field its stage does not declare or jumps to a stage its stage may not reach.
+`docs/pipeline.md` describes each stage flow by flow, and `tests/pipeline/test_pipeline_doc.py`
+keeps the doc's two tables equal to `STAGES` and `REGISTERS`.
+
+A packet from a local VIF walks classify -> port_security_ingress_from_vif -> arp_nd_responder ->
+acl_egress -> l2_lookup -> acl_ingress -> output (or leaves from l2_lookup into a tunnel); a
+packet from a tunnel walks classify -> l2_lookup -> acl_ingress -> output.
+
+This module touches nothing: it is constants only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One OpenFlow table of br-int."""
+
+    name: str
+    table: int
+    fields: frozenset[str]  # match fields a flow of this stage may use
+    next: frozenset[str]  # stages a flow of this stage may resubmit / recirculate to
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Register:
+    """One register (or metadata) and what it carries between stages."""
+
+    field: str  # the OVS field name, as used in matches
+    nxm: str  # the NXM name, as used in load/move/ct(zone=...)
+    holds: str
+    set_in: str  # the stage that sets it
+
+
+_L3 = frozenset({"dl_type", "nw_proto", "nw_src", "nw_dst", "ipv6_src", "ipv6_dst"})
+_L4 = frozenset({"tp_src", "tp_dst", "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code"})
+_ACL = frozenset({"metadata", "reg0", "ct_state", "conj_id"}) | _L3 | _L4
+
+STAGES: tuple[Stage, ...] = (
+    Stage("classify", 0,
+          frozenset({"in_port", "tun_id"}),
+          frozenset({"port_security_ingress_from_vif", "arp_nd_responder", "l2_lookup"}),
+          "in_port -> local port (reg6) or tunnel (tun_id); network key -> metadata, ct zone -> reg5"),
+    Stage("port_security_ingress_from_vif", 10,
+          frozenset({"reg6", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src",
+                     "arp_spa", "arp_sha", "tp_src", "tp_dst", "icmpv6_type", "nd_target"}),
+          frozenset({"arp_nd_responder"}),
+          "source MAC / IPv4 / IPv6 (fixed IPs + allowed address pairs), ARP and ND anti-spoofing"),
+    Stage("arp_nd_responder", 20,
+          frozenset({"metadata", "reg6", "dl_type", "arp_op", "arp_tpa"}),
+          frozenset({"acl_egress"}),
+          "answer ARP requests for known addresses of the network (local and remote ports)"),
+    Stage("acl_egress", 40,
+          _ACL | {"reg6"},
+          frozenset({"acl_egress", "l2_lookup"}),
+          "security group egress rules of the source port, on conntrack (zone = reg5)"),
+    Stage("l2_lookup", 50,
+          frozenset({"metadata", "reg0", "dl_dst"}),
+          frozenset({"acl_ingress", "output"}),
+          "dst MAC -> local port (reg7) or remote chassis tunnel; broadcast/unknown -> flood"),
+    Stage("acl_ingress", 60,
+          _ACL | {"reg7"},
+          frozenset({"acl_ingress", "output"}),
+          "security group ingress rules of the destination port, on conntrack (zone = reg5)"),
+    Stage("output", 70,
+          frozenset({"reg7"}),
+          frozenset(),
+          "reg7 -> the local port's ofport"),
+)
+
+REGISTERS: tuple[Register, ...] = (
+    Register("metadata", "OXM_OF_METADATA[]", "network tunnel_key (this chassis's key of the network)",
+             "classify"),
+    Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from a tunnel, bit 1 = source port has "
+             "port security disabled", "classify"),
+    Register("reg5", "NXM_NX_REG5[]", "conntrack zone (= network tunnel_key, low 16 bits)", "classify"),
+    Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport; 0 from a tunnel)",
+             "classify"),
+    Register("reg7", "NXM_NX_REG7[]", "logical output port key (the destination VIF's ofport)",
+             "l2_lookup"),
+)
+
+# reg0 flag bits
+FLAG_FROM_TUNNEL = 0x1
+FLAG_NO_PORT_SECURITY = 0x2
+
+STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
+STAGES_BY_TABLE: dict[int, Stage] = {stage.table: stage for stage in STAGES}
+
+
+def stage(name: str) -> Stage:
+    """The stage called `name` (KeyError naming the known stages if there is none)."""
+    try:
+        return STAGES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no pipeline stage {name!r} (stages: {', '.join(STAGES_BY_NAME)})") from None
+
+
+def table(name: str) -> int:
+    """The table number of stage `name`."""
+    return stage(name).table
+
+
+def _check_declaration() -> None:
+    tables = [s.table for s in STAGES]
+    assert len(set(tables)) == len(tables) == len(STAGES_BY_NAME), "stage names and tables must be unique"
+    assert tables == sorted(tables), "stages are declared in table order"
+    for s in STAGES:
+        assert s.next <= STAGES_BY_NAME.keys(), f"{s.name} goes to an undeclared stage"
+
+
+_check_declaration()

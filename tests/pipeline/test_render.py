@@ -1,0 +1,202 @@
+"""render_chassis, family by family, keyed by stage name (table numbers masked)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from neutrino.pipeline.flows import Flow, check_flow, cookie_for
+from neutrino.pipeline.render import conj_id, port_range_masks, render_chassis
+from neutrino.policy.model import (
+    AddressPair,
+    AddressSetPolicy,
+    FixedIp,
+    NetworkPolicy,
+    RemotePort,
+    SecurityGroupPolicy,
+    SecurityGroupRulePolicy,
+    item_key,
+)
+from pipeline.policies import MAC, NETWORK_ID, chassis_documents, port
+
+VIF, TUNNEL = 10, 1
+
+
+def render(local: str = "p1", **changes: object) -> list[Flow]:
+    tunnels = {"host2": TUNNEL, "host1": TUNNEL}
+    return render_chassis(chassis_documents(local, **changes), {local: VIF}, tunnels)
+
+
+def lines(flows: list[Flow], stage: str) -> list[str]:
+    return [f.describe() for f in flows if f.stage == stage]
+
+
+def test_every_rendered_flow_fits_the_pipeline_and_rendering_is_deterministic() -> None:
+    flows = render()
+    for flow in flows:
+        check_flow(flow)
+    assert render() == flows
+    assert len({f.key for f in flows}) == len(flows)  # one flow per (table, priority, match)
+
+
+def test_classify() -> None:
+    assert lines(render(), "classify") == [
+        "classify 100 in_port=1,tun_id=1001 set_field:0x5->metadata,set_field:0x5->reg5,"
+        "set_field:0x1->reg0,resubmit(,l2_lookup)",
+        "classify 100 in_port=10 set_field:0x5->metadata,set_field:0x5->reg5,set_field:0xa->reg6,"
+        "set_field:0x0->reg0,resubmit(,port_security_ingress_from_vif)",
+        "classify 0 * drop",
+    ]
+
+
+def test_port_security_checks_mac_ip_arp_and_nd_including_address_pairs() -> None:
+    pair = AddressPair(ip_address="10.0.0.128/25", mac_address="fa:16:3e:00:00:99")
+    got = lines(render(allowed_address_pairs=(pair,)), "port_security_ingress_from_vif")
+    assert ("port_security_ingress_from_vif 100 reg6=10,dl_src=fa:16:3e:00:00:01,dl_type=0x0800,"
+            "nw_src=10.0.0.1 resubmit(,arp_nd_responder)") in got
+    assert ("port_security_ingress_from_vif 100 reg6=10,dl_src=fa:16:3e:00:00:01,dl_type=0x0806,"
+            "arp_spa=10.0.0.1,arp_sha=fa:16:3e:00:00:01 resubmit(,arp_nd_responder)") in got
+    assert ("port_security_ingress_from_vif 100 reg6=10,dl_src=fa:16:3e:00:00:99,dl_type=0x0800,"
+            "nw_src=10.0.0.128/25 resubmit(,arp_nd_responder)") in got
+    # ND: NAs only for its own addresses, no RAs, link-local + DAD from ::
+    assert ("port_security_ingress_from_vif 110 reg6=10,dl_src=fa:16:3e:00:00:01,dl_type=0x86dd,"
+            "nw_proto=58,icmpv6_type=136,nd_target=fe80::f816:3eff:fe00:1 resubmit(,arp_nd_responder)") in got
+    assert "port_security_ingress_from_vif 105 reg6=10,dl_type=0x86dd,nw_proto=58,icmpv6_type=134 drop" in got
+    assert "port_security_ingress_from_vif 105 reg6=10,dl_type=0x86dd,nw_proto=58,icmpv6_type=136 drop" in got
+    assert got[-1] == "port_security_ingress_from_vif 0 * drop"
+
+
+def test_ipv6_fixed_ips_are_allowed_as_source_and_nd_target() -> None:
+    ips = (FixedIp(subnet_id="s", ip_address="10.0.0.1"), FixedIp(subnet_id="s6", ip_address="2001:db8::1"))
+    got = lines(render(fixed_ips=ips), "port_security_ingress_from_vif")
+    assert any("ipv6_src=2001:db8::1 " in line for line in got)
+    assert any("nd_target=2001:db8::1 " in line for line in got)
+
+
+def test_port_security_disabled_skips_checks_and_security_groups() -> None:
+    flows = render(port_security_enabled=False)
+    assert lines(flows, "port_security_ingress_from_vif") == ["port_security_ingress_from_vif 0 * drop"]
+    assert lines(flows, "classify")[1].endswith("set_field:0x2->reg0,resubmit(,arp_nd_responder)")
+    assert "acl_ingress 65535 reg7=10 resubmit(,output)" in lines(flows, "acl_ingress")
+    assert not any("conjunction" in line and "reg6=10" in line for line in lines(flows, "acl_egress"))
+
+
+def test_arp_responder_answers_for_local_and_remote_ports_but_not_to_the_owner() -> None:
+    got = lines(render(), "arp_nd_responder")
+    assert "arp_nd_responder 110 reg6=10,dl_type=0x0806,arp_tpa=10.0.0.1 resubmit(,acl_egress)" in got
+    for ip, mac in (("10.0.0.1", MAC["p1"]), ("10.0.0.2", MAC["p2"])):
+        assert (f"arp_nd_responder 100 metadata=5,dl_type=0x0806,arp_op=1,arp_tpa={ip} "
+                f"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,set_field:2->arp_op,"
+                f"move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{mac}->arp_sha,"
+                f"move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{ip}->arp_spa,IN_PORT") in got
+    assert got[-1] == "arp_nd_responder 0 * resubmit(,acl_egress)"
+
+
+def test_l2_lookup_unicast_flood_and_no_hairpin_into_tunnels() -> None:
+    assert lines(render(), "l2_lookup") == [
+        "l2_lookup 100 metadata=5,dl_dst=fa:16:3e:00:00:01 set_field:0xa->reg7,resubmit(,acl_ingress)",
+        "l2_lookup 100 metadata=5,reg0=0/0x1,dl_dst=fa:16:3e:00:00:02 set_field:0x3e9->tun_id,output:1",
+        "l2_lookup 20 metadata=5,reg0=0x1/0x1,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 "
+        "set_field:0xa->reg7,resubmit(,output)",
+        "l2_lookup 15 metadata=5,reg0=0x1/0x1 drop",
+        "l2_lookup 10 metadata=5 set_field:0xa->reg7,resubmit(,output),set_field:0x3e9->tun_id,output:1",
+        "l2_lookup 0 * drop",
+    ]
+
+
+def test_conntrack_scaffolding_of_the_acl_stages() -> None:
+    for stage, after in (("acl_egress", "l2_lookup"), ("acl_ingress", "output")):
+        got = lines(render(), stage)
+        assert f"{stage} 65000 dl_type=0x0800,ct_state=-trk ct(table={stage},zone=NXM_NX_REG5[0..15])" in got
+        assert f"{stage} 64000 ct_state=+inv+trk drop" in got
+        assert f"{stage} 63999 ct_state=+est-rel-inv+trk resubmit(,{after})" in got
+        assert f"{stage} 63999 ct_state=+rel-inv+trk resubmit(,{after})" in got
+        assert f"{stage} 65535 dl_type=0x0806 resubmit(,{after})" in got
+        assert got[-1] == f"{stage} 0 * drop"
+
+
+def test_a_remote_group_rule_is_a_three_clause_conjunction() -> None:
+    got = lines(render("p2"), "acl_ingress")  # closed: TCP 5001 from group `open` (10.0.0.1)
+    cid = conj_id("closed-tcp")
+    assert f"acl_ingress 1000 reg7=10 conjunction({cid},1/3)" in got
+    assert f"acl_ingress 1000 dl_type=0x0800,nw_proto=6,tp_dst=5001 conjunction({cid},2/3)" in got
+    assert f"acl_ingress 1000 dl_type=0x0800,nw_src=10.0.0.1 conjunction({cid},3/3)" in got
+    assert (f"acl_ingress 1000 conj_id={cid},dl_type=0x0800,ct_state=+new-est+trk "
+            "ct(commit,zone=NXM_NX_REG5[0..15]),resubmit(,output)") in got
+
+
+def test_address_set_flows_grow_by_one_per_address_and_miss_means_nothing_matches() -> None:
+    docs = chassis_documents("p2")
+    before = len(render_chassis(docs, {"p2": VIF}, {"host1": TUNNEL}))
+    docs[item_key("host2", "address_set", "open")] = AddressSetPolicy(
+        id="open", ipv4=tuple(f"10.0.1.{i}" for i in range(1, 101)))
+    assert len(render_chassis(docs, {"p2": VIF}, {"host1": TUNNEL})) == before - 1 + 100
+    del docs[item_key("host2", "address_set", "open")]
+    flows = render_chassis(docs, {"p2": VIF}, {"host1": TUNNEL})
+    assert not any(f"conjunction({conj_id('closed-tcp')},3/3)" in f.describe() for f in flows)
+
+
+def test_identical_rule_matches_of_two_groups_share_one_flow() -> None:
+    docs = chassis_documents("p1")
+    twin = SecurityGroupPolicy(id="twin", rules=(
+        SecurityGroupRulePolicy(id="twin-tcp", direction="ingress", ethertype="IPv4", protocol=6,
+                                port_range_min=5001, port_range_max=5001),))
+    docs[item_key("host1", "security_group", "twin")] = twin
+    docs[item_key("host1", "port", "p1")] = port("p1", security_group_ids=("open", "twin"))
+    flows = render_chassis(docs, {"p1": VIF}, {"host2": TUNNEL})
+    shared = [f for f in flows if f.stage == "acl_ingress" and dict(f.match).get("tp_dst") == "5001"]
+    assert len(shared) == 1
+    assert sorted(shared[0].actions) == sorted([f"conjunction({conj_id('open-tcp')},2/2)",
+                                                f"conjunction({conj_id('twin-tcp')},2/2)"])
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (22, 22, ["22"]), (1024, 2047, ["0x400/0xfc00"]), (80, 83, ["0x50/0xfffc"]),
+    (5, 9, ["5", "0x6/0xfffe", "0x8/0xfffe"]), (0, 65535, ["0x0/0x0"])])
+def test_port_ranges_become_few_masks(low: int, high: int, expected: list[str]) -> None:
+    assert port_range_masks(low, high) == expected
+
+
+def test_flow_counts_stay_small_per_local_port_and_per_remote_endpoint() -> None:
+    base = len(render())
+    static = len(render_chassis({}, {}, {}))
+    docs = chassis_documents("p1")
+    docs[item_key("host1", "port", "p3")] = port("p1", id="p3", mac_address="fa:16:3e:00:00:03",
+                                                 fixed_ips=(FixedIp(subnet_id="s", ip_address="10.0.0.3"),),
+                                                 security_group_ids=("open",))
+    two_ports = len(render_chassis(docs, {"p1": VIF, "p3": VIF + 1}, {"host2": TUNNEL}))
+    per_port = two_ports - base
+    assert per_port <= 25, per_port
+    network = docs[item_key("host1", "network", NETWORK_ID)]
+    assert isinstance(network, NetworkPolicy)
+    more = tuple(RemotePort(id=f"r{i}", mac_address=f"fa:16:3e:00:01:{i:02x}",
+                            ip_addresses=(f"10.0.2.{i}",), chassis="host2") for i in range(10))
+    docs[item_key("host1", "network", NETWORK_ID)] = network.model_copy(
+        update={"remote_ports": network.remote_ports + more})
+    with_remotes = len(render_chassis(docs, {"p1": VIF, "p3": VIF + 1}, {"host2": TUNNEL}))
+    assert with_remotes - two_ports == 2 * len(more)  # one l2_lookup + one ARP reply each
+    assert static < 40
+
+
+def test_each_flow_carries_the_cookie_of_the_item_that_produced_it() -> None:
+    flows = render()
+    cookies = Counter(f.cookie for f in flows)
+    assert set(cookies) <= {cookie_for(k, i) for k, i in (
+        ("pipeline", "static"), ("port", "p1"), ("network", NETWORK_ID), ("security_group", "open"),
+        ("address_set", "closed"))}
+    # dropping the port removes all flows with its cookie; the others that change belong to items
+    # that depended on it (its group has no local member left; the network's flood list shrank)
+    without = render_chassis({k: v for k, v in chassis_documents("p1").items() if "/port/" not in k},
+                             {"p1": VIF}, {"host2": TUNNEL})
+    gone = set(flows) - set(without)
+    assert {f for f in flows if f.cookie == cookie_for("port", "p1")} <= gone
+    assert {f.cookie for f in gone} == {
+        cookie_for("port", "p1"), cookie_for("security_group", "open"),
+        cookie_for("address_set", "closed"), cookie_for("network", NETWORK_ID)}
+
+
+def test_unplugged_or_admin_down_ports_render_nothing() -> None:
+    docs = chassis_documents("p1")
+    assert not any(f.cookie == cookie_for("port", "p1") for f in render_chassis(docs, {}, {"host2": TUNNEL}))
+    assert not any(f.cookie == cookie_for("port", "p1") for f in render(admin_state_up=False))
