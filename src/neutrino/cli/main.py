@@ -13,11 +13,13 @@ import yaml
 from rich.console import Console
 
 from neutrino.config import DEFAULT_STATE_DIR, Settings
+from neutrino.lab.cli import lab_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Neutrino: an NFV-grade network control plane (Neutron API v2.0).")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
+app.add_typer(lab_app, name="lab")
 console = Console(stderr=True)
 
 STATE_DIR = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Directory for the SQLite "
@@ -105,6 +107,8 @@ def agent(
     heartbeat_interval: float = typer.Option(1.0, help="Seconds between heartbeats."),
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
                                               help="Password of user admin (omit for noauth)."),
+    admin_password_file: Path | None = typer.Option(None, help="Read the admin password from "
+                                                    "this file."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Run the per-host agent: render this chassis's policy into br-int flows."""
@@ -117,6 +121,8 @@ def agent(
     if not ovsdb.startswith("unix:"):
         raise typer.BadParameter("--ovsdb must be unix:<socket path>")
     target = ofctl_target or f"unix:{Path(ovsdb[5:]).parent / 'br-int.mgmt'}"
+    if admin_password_file is not None:
+        admin_password = admin_password_file.read_text().strip()
 
     async def main() -> None:
         token = await fetch_token(server, admin_password) if admin_password else None

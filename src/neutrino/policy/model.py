@@ -157,7 +157,7 @@ def parse_key(key: str) -> tuple[str, ItemKind, str]:
     parts = key.split("/")
     if len(parts) != 5 or parts[0] != "" or parts[1] != "chassis" or parts[3] not in ITEM_KINDS:
         raise ValueError(f"not a policy key: {key!r}")
-    return parts[2], parts[3], parts[4]  # type: ignore[return-value]
+    return parts[2], parts[3], parts[4]
 
 
 def load_document(kind: ItemKind, data: object) -> Document:

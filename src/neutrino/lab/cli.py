@@ -1,0 +1,349 @@
+"""`neutrino lab ...`: a devstack-like environment on one machine, one command at a time.
+
+`up` starts a server (SQLite, its own state dir, listening on loopback and on a unix socket
+that agents in host namespaces use), writes clouds.yaml (cloud `neutrino-lab`) and starts
+host1..hostN, each a network namespace with its own Open vSwitch and an agent. The other
+commands find everything again through the state dir. Errors are printed as one clear line
+(not a traceback) with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+
+from neutrino.lab.errors import LabError, require_lab_prerequisites
+from neutrino.lab.lab import Lab
+from neutrino.lab.state import LabState, default_state_dir
+
+CLOUD = "neutrino-lab"
+SERVER_FILE = "server.json"
+lab_app = typer.Typer(no_args_is_help=True, help="A lab of hosts (namespaces with their own "
+                      "Open vSwitch and agent) on this machine.")
+console = Console(stderr=True, highlight=False, emoji=False)
+STATE_DIR = typer.Option(None, "--state-dir", help="Lab state directory "
+                         "(default ~/.neutrino/lab or $NEUTRINO_LAB_STATE_DIR).")
+T = TypeVar("T")
+
+
+def _state_dir(given: Path | None) -> Path:
+    return (given or default_state_dir()).expanduser().resolve()
+
+
+def fail_cleanly(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except LabError as error:
+        console.print(f"[red]error:[/] {error}", markup=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as error:
+        console.print(f"[red]error:[/] the lab's server did not answer: {error}", markup=True)
+        raise typer.Exit(1) from None
+
+
+# --- the lab's server -----------------------------------------------------------------------
+
+def read_server(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / SERVER_FILE
+    if not path.exists():
+        raise LabError(f"no lab server recorded in {state_dir}; run `neutrino lab up` first")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def start_lab_server(state_dir: Path, server_url: str | None, password: str | None) -> dict[str, Any]:
+    if server_url:
+        if not password:
+            raise LabError("--server needs --admin-password (or NEUTRINO_ADMIN_PASSWORD)")
+        info: dict[str, Any] = {"url": server_url, "agent_url": server_url, "pid": None}
+    else:
+        from neutrino.launcher import start_server
+
+        password = password or secrets.token_urlsafe(12)
+        socket_path = state_dir / "server.sock"
+        try:
+            server = start_server(state_dir / "server", admin_password=password,
+                                  unix_socket=socket_path)
+        except RuntimeError as error:
+            raise LabError(f"the server did not start: {error}") from None
+        info = {"url": server.url, "agent_url": f"unix:{socket_path}", "pid": server.pid}
+    assert password is not None
+    password_file = state_dir / "admin-password"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
+    info["password_file"] = str(password_file)
+    (state_dir / SERVER_FILE).write_text(json.dumps(info, indent=2))
+    write_clouds_yaml(state_dir, info["url"], password)
+    return info
+
+
+def write_clouds_yaml(state_dir: Path, url: str, password: str) -> None:
+    clouds = {"clouds": {CLOUD: {
+        "auth": {"auth_url": f"{url}/v3", "username": "admin", "password": password,
+                 "project_name": "admin", "user_domain_name": "Default",
+                 "project_domain_name": "Default"},
+        "region_name": "RegionOne", "identity_api_version": 3, "interface": "public"}}}
+    path = state_dir / "clouds.yaml"
+    path.write_text(yaml.safe_dump(clouds, sort_keys=False))
+    path.chmod(0o600)
+
+
+def stop_lab_server(state_dir: Path) -> None:
+    path = state_dir / SERVER_FILE
+    if not path.exists():
+        return
+    pid = json.loads(path.read_text()).get("pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    path.unlink(missing_ok=True)
+    for name in ("server.sock", "admin-password", "clouds.yaml"):
+        (state_dir / name).unlink(missing_ok=True)
+
+
+@contextmanager
+def api_client(state_dir: Path) -> Iterator[httpx.Client]:
+    """An admin HTTP client of the lab's server (token from the Keystone subset)."""
+    info = read_server(state_dir)
+    password = Path(info["password_file"]).read_text().strip()
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    with httpx.Client(base_url=info["url"], timeout=30.0) as client:
+        response = client.post("/v3/auth/tokens", json=body)
+        response.raise_for_status()
+        client.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
+        yield client
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            message = response.json()["NeutronError"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        raise LabError(f"{response.request.method} {response.request.url.path}: "
+                       f"{response.status_code} {message}")
+    data: dict[str, Any] = response.json() if response.content else {}
+    return data
+
+
+# --- commands -------------------------------------------------------------------------------
+
+@lab_app.command()
+def up(
+    hosts: int = typer.Option(3, "--hosts", help="Number of hosts (host1..hostN)."),
+    state_dir: Path | None = STATE_DIR,
+    server: str | None = typer.Option(None, "--server", help="Use this running server instead "
+                                      "of starting one."),
+    admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD"),
+) -> None:
+    """Start the server, write clouds.yaml and start host1..hostN with their agents."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        require_lab_prerequisites()
+        if LabState.exists(directory):
+            raise LabError(f"a lab is already up in {directory}; run `neutrino lab down "
+                           f"--state-dir {directory}` first")
+        directory.mkdir(parents=True, exist_ok=True)
+        info = start_lab_server(directory, server, admin_password)
+        agent = [sys.executable, "-m", "neutrino.cli.main", "agent", "--host", "{host}",
+                 "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/ovs/db.sock",
+                 "--admin-password-file", info["password_file"]]
+        try:
+            lab = Lab.up(directory, hosts=hosts, agent_command=agent)
+        except BaseException:
+            stop_lab_server(directory)
+            raise
+        console.print(f"lab up in {directory}: {', '.join(h.name for h in lab.hosts)}; "
+                      f"server {info['url']}")
+        console.print(f"  export OS_CLIENT_CONFIG_FILE={directory}/clouds.yaml OS_CLOUD={CLOUD}")
+
+    fail_cleanly(work)
+
+
+@lab_app.command()
+def down(state_dir: Path | None = STATE_DIR) -> None:
+    """Remove every namespace, link and process the lab made, and stop its server."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        report = Lab.down(directory)
+        stop_lab_server(directory)
+        console.print(f"lab down: {report}")
+
+    fail_cleanly(work)
+
+
+@lab_app.command()
+def status(
+    state_dir: Path | None = STATE_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Hosts, their daemons and links, instances, and the agents the server sees."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        lab = Lab.load(directory)
+        picture = lab.status()
+        info = read_server(directory)
+        picture["server"] = {"url": info["url"], "pid": info.get("pid")}
+        try:
+            with api_client(directory) as client:
+                picture["agents"] = _check(client.get("/v2.0/agents")).get("agents", [])
+        except (httpx.HTTPError, LabError) as error:
+            picture["agents_error"] = str(error)
+        if as_json:
+            print(json.dumps(picture, indent=2, default=str))
+        else:
+            console.print_json(json.dumps(picture, default=str))
+
+    fail_cleanly(work)
+
+
+@lab_app.command()
+def fail(
+    host: str,
+    how: str = typer.Option(..., "--how", help="agent | vswitchd | link"),
+    state_dir: Path | None = STATE_DIR,
+) -> None:
+    """Inject a fault into a host: kill its agent or vswitchd, or cut its underlay link."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        if how not in ("agent", "vswitchd", "link"):
+            raise LabError("--how must be agent, vswitchd or link")
+        with Lab.session(directory) as lab:
+            lab.fail(host, how)  # type: ignore[arg-type]
+        console.print(f"{host}: {how} failed")
+
+    fail_cleanly(work)
+
+
+@lab_app.command()
+def heal(host: str, state_dir: Path | None = STATE_DIR) -> None:
+    """Repair whatever is broken on a host (restart daemons, bring its link up)."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        with Lab.session(directory) as lab:
+            repaired = lab.heal(host)
+        console.print(f"{host}: repaired {', '.join(repaired) or 'nothing'}")
+
+    fail_cleanly(work)
+
+
+@lab_app.command()
+def boot(
+    name: str,
+    host: str = typer.Option(..., "--host", help="The host to plug the instance into."),
+    port: str | None = typer.Option(None, "--port", help="An existing port id."),
+    network: str | None = typer.Option(None, "--network", help="Network name or id: a new "
+                                       "port is created on it."),
+    state_dir: Path | None = STATE_DIR,
+    timeout: float = typer.Option(30.0, help="Seconds to wait for the port to become ACTIVE."),
+) -> None:
+    """Bind a port to HOST, plug an instance os-vif style, wait for ACTIVE, configure it."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        if (port is None) == (network is None):
+            raise LabError("give exactly one of --port and --network")
+        device_id = str(uuid.uuid4())
+        with api_client(directory) as client:
+            binding = {"binding:host_id": host, "device_id": device_id,
+                       "device_owner": "compute:nova"}
+            if network is not None:
+                net = _find_network(client, network)
+                created = _check(client.post("/v2.0/ports", json={"port": {
+                    "network_id": net["id"], "name": name, **binding}}))["port"]
+            else:
+                created = _check(client.put(f"/v2.0/ports/{port}", json={"port": binding}))["port"]
+                net = _check(client.get(f"/v2.0/networks/{created['network_id']}"))["network"]
+            with Lab.session(directory) as lab:
+                instance = lab.plug(name, host, port_id=created["id"],
+                                    mac=created["mac_address"], mtu=net["mtu"],
+                                    device_id=device_id)
+            _wait_active(client, created["id"], timeout)
+            subnets = {s["id"]: s for s in
+                       _check(client.get("/v2.0/subnets", params={"network_id": net["id"]}))
+                       ["subnets"]}
+        addresses, gateway = [], None
+        for fixed in created["fixed_ips"]:
+            subnet = subnets[fixed["subnet_id"]]
+            prefix = subnet["cidr"].split("/")[1]
+            addresses.append(f"{fixed['ip_address']}/{prefix}")
+            if subnet["ip_version"] == 4 and subnet.get("gateway_ip"):
+                gateway = subnet["gateway_ip"]
+        with Lab.session(directory) as lab:
+            lab.instance(name).configure(addresses, gateway=gateway)
+        console.print(f"{name} on {host}: port {created['id']} ACTIVE, "
+                      f"{', '.join(addresses) or 'no addresses'} (static, from the port's "
+                      "fixed IPs)")
+        del instance
+
+    fail_cleanly(work)
+
+
+def _find_network(client: httpx.Client, name_or_id: str) -> dict[str, Any]:
+    response = client.get(f"/v2.0/networks/{name_or_id}")
+    if response.status_code == 200:
+        network: dict[str, Any] = response.json()["network"]
+        return network
+    found = _check(client.get("/v2.0/networks", params={"name": name_or_id}))["networks"]
+    if len(found) != 1:
+        raise LabError(f"network {name_or_id!r}: {len(found)} networks match")
+    match: dict[str, Any] = found[0]
+    return match
+
+
+def _wait_active(client: httpx.Client, port_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _check(client.get(f"/v2.0/ports/{port_id}"))["port"]["status"]
+        if state == "ACTIVE":
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"port {port_id} is still {state} after {timeout:.0f}s "
+                           "(is the host's agent running? see `neutrino lab status`)")
+        time.sleep(0.1)
+
+
+@lab_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec(  # the command is called exec
+    ctx: typer.Context, name: str, state_dir: Path | None = STATE_DIR,
+) -> None:
+    """Run a command inside an instance (or `external`): neutrino lab exec NAME -- CMD..."""
+    directory = _state_dir(state_dir)
+    argv = list(ctx.args)
+    if not argv:
+        console.print("[red]error:[/] nothing to run: neutrino lab exec NAME -- CMD", markup=True)
+        raise typer.Exit(2)
+
+    def work() -> list[str]:
+        return Lab.load(directory).instance(name).command(argv)
+
+    command = fail_cleanly(work)
+    raise typer.Exit(subprocess.call(command))
