@@ -49,6 +49,16 @@ class Settings:
     global_physnet_mtu: int = 1500
     overlay_ip_version: int = 4
     public_url: str | None = None  # what the catalog advertises; default http://host:port
+    # Nova's API root (http://nova:8774): port status changes are sent to it as
+    # os-server-external-events (network-vif-plugged / -unplugged); None: not sent
+    compute_url: str | None = None
+    # agents heartbeat every `agent_heartbeat_interval` seconds; an agent is alive while its
+    # last heartbeat is at most 3 intervals old
+    agent_heartbeat_interval: float = 1.0
+    # an idle policy stream sends a keepalive line this often (seconds)
+    policy_keepalive_interval: float = 5.0
+    # run the compiler loop (outbox -> policy store) inside the server
+    compiler_enabled: bool = True
 
     @property
     def database_url(self) -> str:

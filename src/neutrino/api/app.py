@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from neutrino.api import discovery
+from neutrino.api import agents, discovery
 from neutrino.api.auth import Authenticator, TokenValidator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import NeutronError
@@ -103,6 +103,7 @@ def create_app(
 
     for res in resources:
         add_resource_routes(app, api, authenticate, res)
+    agents.install(app, api, authenticate, settings)
     if identity_installer is not None:
         identity_installer(app)  # type: ignore[operator]
     _leave_out_422(app)

@@ -54,6 +54,9 @@ class NetworkingApi:
         self.db = db
         self.resources = {r.collection: r for r in resources}
         self.hints = AddressHints()
+        # called (from the writing thread) after each commit that recorded changes: wakes the
+        # compiler loop (neutrino.distribution)
+        self.on_commit: list[Callable[[], None]] = []
         for res in resources:
             res.hints = self.hints
 
@@ -76,7 +79,10 @@ class NetworkingApi:
                         self.hints.rollback()
                         raise
                     self.hints.commit()
-                    return result
+                if changes:
+                    for callback in self.on_commit:
+                        callback()
+                return result
             except IntegrityError as exc:
                 if attempt == WRITE_RETRIES - 1:
                     raise Conflict("The request conflicts with a concurrent change; retry it.") from exc

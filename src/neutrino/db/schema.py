@@ -213,3 +213,13 @@ policy_items = Table(
     Column("document", Text),  # JSON; NULL marks a deletion (kept until compacted)
     Index("ix_policy_items_chassis_revision", "chassis", "revision"),
 )
+
+# where the compiler and the distribution store stand: `compiled_revision` (the last outbox
+# revision whose policy is in policy_items) and `compacted_revision` (changes after it are all
+# still known: deletion markers at or before it may have been dropped)
+compiler_state = Table(
+    "compiler_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)

@@ -170,7 +170,7 @@ def up(
         directory.mkdir(parents=True, exist_ok=True)
         info = start_lab_server(directory, server, admin_password)
         agent = [sys.executable, "-m", "neutrino.cli.main", "agent", "--host", "{host}",
-                 "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/ovs/db.sock",
+                 "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/db.sock",
                  "--admin-password-file", info["password_file"]]
         try:
             lab = Lab.up(directory, hosts=hosts, agent_command=agent)
