@@ -73,3 +73,13 @@ def test_tunnel_ports_follow_the_peer_set(ovsdb: tuple[HostOvsdb, threading.Even
     assert iface.type == "vxlan" and dict(iface.options)["remote_ip"] == "10.250.0.28"
     client.ensure_tunnels({})
     wait_until(lambda: client.tunnel_ofports() == {})
+
+
+def test_conntrack_zones_are_stable_and_reused(ovsdb: tuple[HostOvsdb, threading.Event]) -> None:
+    client, _ = ovsdb
+    first = client.ct_zones({"net-a", "net-b"})
+    assert sorted(first.values()) == [1, 2]
+    wait_until(lambda: client.ct_zones({"net-a", "net-b"}) == first)
+    # net-a leaves, net-c arrives: net-b keeps its zone, net-c reuses the freed one
+    wait_until(lambda: client.ct_zones({"net-b", "net-c"}) == {"net-b": first["net-b"],
+                                                               "net-c": first["net-a"]})

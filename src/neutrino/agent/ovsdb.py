@@ -24,6 +24,7 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 
 TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
 TUNNEL_PREFIX = "tn-"
+ZONE_KEY = "neutrino-ct-zone-"
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,30 @@ class HostOvsdb:
                         "Interface", name, ("type", spec.encap), ("options", wanted),
                         ("external_ids", {"neutrino-peer": peer}),
                     ))
+
+    def ct_zones(self, network_ids: set[str]) -> dict[str, int]:
+        """Conntrack zones of the networks on this chassis, kept in br-int's external_ids
+        (`neutrino-ct-zone-<network id>`), so a restarted agent keeps every connection's zone.
+        New networks get the lowest free zone; networks no longer here free theirs."""
+        with self._lock:
+            bridge = next((b for b in self._rows("Bridge") if b.name == self.bridge), None)
+            if bridge is None:
+                raise RuntimeError(f"bridge {self.bridge} does not exist")
+            ids = dict(bridge.external_ids)
+            zones = {k[len(ZONE_KEY):]: int(v) for k, v in ids.items() if k.startswith(ZONE_KEY)}
+            kept = {net: zone for net, zone in zones.items() if net in network_ids}
+            used = set(kept.values())
+            free = (z for z in range(1, 1 << 16) if z not in used)
+            for net in sorted(network_ids - set(kept)):
+                kept[net] = next(free)
+            if kept != zones:
+                stale = [ZONE_KEY + net for net in zones if net not in kept]
+                with self.api.transaction(check_error=True) as txn:
+                    if stale:
+                        txn.add(self.api.db_remove("Bridge", self.bridge, "external_ids", *stale))
+                    txn.add(self.api.db_set("Bridge", self.bridge, ("external_ids", {
+                        ZONE_KEY + net: str(zone) for net, zone in kept.items()})))
+            return kept
 
     def close(self) -> None:
         self.connection.stop()

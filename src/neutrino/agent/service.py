@@ -31,6 +31,7 @@ from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.pipeline.render import render_chassis
 from neutrino.policy.model import (
     Document,
+    NetworkPolicy,
     PortPolicy,
     TunnelPolicy,
     load_document,
@@ -183,7 +184,9 @@ class Agent:
         vifs = self.ovsdb.vifs()
         ports = {doc.id: doc for doc in documents.values() if isinstance(doc, PortPolicy)}
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
-        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports())
+        networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
+        zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
+        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones)
         await asyncio.to_thread(self.flows.apply, flows)
         self.realised = revision
         await self.report_ports(ports, {pid for pid, vif in vifs.items()

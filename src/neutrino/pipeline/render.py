@@ -6,7 +6,7 @@ comes from the policy item that produced it (`cookie_for(kind, id)`; chassis-wid
 several items (a conjunction clause shared by two rules) takes the cookie of the first item in
 sorted order.
 
-Keys inside the pipeline: a network is its `tunnel_key` (metadata, and its ct zone), a local
+Keys inside the pipeline: a network is its `tunnel_key` (metadata) and a ct zone (reg5), a local
 port is its ofport on br-int (reg6 / reg7); on the wire a network is its segmentation_id (VNI,
 tun_id).  A port is rendered only when it is in `local_ofports` (its VIF is plugged) and
 admin_state_up; a remote port / flood chassis only when its chassis is in `tunnel_ofports`.
@@ -75,8 +75,13 @@ class _Chassis:
 
 
 def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
-                   tunnel_ofports: Mapping[str, int]) -> list[Flow]:
+                   tunnel_ofports: Mapping[str, int],
+                   ct_zones: Mapping[str, int] | None = None) -> list[Flow]:
     """All br-int flows for one chassis, sorted by (stage, priority, match).
+
+    `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates them
+    and keeps them in OVSDB so they survive restarts. Without it a network's zone is its
+    tunnel_key, which must then fit 16 bits.
 
     `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy items
     are not needed here: `tunnel_ofports` says which peers have a tunnel port and its ofport).
@@ -96,11 +101,13 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
                     if p.admin_state_up and p.id in local_ofports and p.network_id in chassis.networks),
                    key=lambda p: p.id)
     flows: list[Flow] = list(_static_flows())
+    zones = {n.id: _zone(n, ct_zones) for n in chassis.networks.values()}
     for network in sorted(chassis.networks.values(), key=lambda n: n.id):
         members = [p for p in ports if p.network_id == network.id]
-        flows += _network_flows(network, members, local_ofports, tunnel_ofports)
+        flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id])
     for port in ports:
-        flows += _port_flows(port, chassis.networks[port.network_id], local_ofports[port.id])
+        flows += _port_flows(port, chassis.networks[port.network_id], local_ofports[port.id],
+                             zones[port.network_id])
     flows += _security_group_flows(chassis, ports, local_ofports)
     return _merge_conjunctions(flows)
 
@@ -140,18 +147,23 @@ def _vni(network: NetworkPolicy) -> int:
     return network.segmentation_id if network.segmentation_id is not None else network.tunnel_key
 
 
+def _zone(network: NetworkPolicy, ct_zones: Mapping[str, int] | None) -> int:
+    zone = ct_zones.get(network.id, 0) if ct_zones is not None else network.tunnel_key
+    if not 0 < zone < 1 << 16:
+        raise PipelineError(f"network {network.id}: conntrack zone {zone} must be 1..65535")
+    return zone
+
+
 def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
-                   tunnel_ofports: Mapping[str, int]) -> list[Flow]:
+                   tunnel_ofports: Mapping[str, int], zone: int) -> list[Flow]:
     cookie = cookie_for("network", network.id)
     key, vni = network.tunnel_key, _vni(network)
-    if not 0 < key < 1 << 16:
-        raise PipelineError(f"network {network.id}: tunnel_key {key} must be 1..65535 (it is the ct zone)")
     flows: list[Flow] = []
     if network.network_type not in ("geneve", "vxlan"):
         return flows  # flat / vlan: provider bridges are not rendered yet
     peers = sorted({c for c in network.flood_chassis if c in tunnel_ofports}
                    | {r.chassis for r in network.remote_ports if r.chassis in tunnel_ofports})
-    from_tunnel = [load(key, "metadata"), load(key, "reg5"), load(FLAG_FROM_TUNNEL, "reg0"),
+    from_tunnel = [load(key, "metadata"), load(zone, "reg5"), load(FLAG_FROM_TUNNEL, "reg0"),
                    resubmit("l2_lookup")]
     for peer in peers:
         flows.append(Flow.make("classify", 100, {"in_port": tunnel_ofports[peer], "tun_id": vni},
@@ -203,14 +215,14 @@ def _eui64_link_local(mac: str) -> str:
     return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6, *eui])))
 
 
-def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int) -> list[Flow]:
+def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int) -> list[Flow]:
     cookie = cookie_for("port", port.id)
     net = network.tunnel_key
     flags = 0 if port.port_security_enabled else FLAG_NO_PORT_SECURITY
     first = "port_security_ingress_from_vif" if port.port_security_enabled else "arp_nd_responder"
     flows = [
         Flow.make("classify", 100, {"in_port": ofport},
-                  [load(net, "metadata"), load(net, "reg5"), load(ofport, "reg6"), load(flags, "reg0"),
+                  [load(net, "metadata"), load(zone, "reg5"), load(ofport, "reg6"), load(flags, "reg0"),
                    resubmit(first)], cookie),
         Flow.make("l2_lookup", 100, {"metadata": net, "dl_dst": port.mac_address},
                   [load(ofport, "reg7"), resubmit("acl_ingress")], cookie),

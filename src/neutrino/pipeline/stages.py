@@ -79,7 +79,8 @@ REGISTERS: tuple[Register, ...] = (
              "classify"),
     Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from a tunnel, bit 1 = source port has "
              "port security disabled", "classify"),
-    Register("reg5", "NXM_NX_REG5[]", "conntrack zone (= network tunnel_key, low 16 bits)", "classify"),
+    Register("reg5", "NXM_NX_REG5[]",
+             "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport; 0 from a tunnel)",
              "classify"),
     Register("reg7", "NXM_NX_REG7[]", "logical output port key (the destination VIF's ofport)",
