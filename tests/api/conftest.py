@@ -99,7 +99,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def app_parts(database_url: str, tmp_path: Path) -> Iterator[tuple[Any, Database]]:
-    settings = Settings(state_dir=tmp_path, database=database_url, auth="noauth")
+    # the compiler loop (tests/distribution) would write compiler state in the background
+    settings = Settings(state_dir=tmp_path, database=database_url, auth="noauth",
+                        compiler_enabled=False)
     db = Database(database_url)
     yield create_app(settings, db), db
     db.dispose()
