@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,57 @@ def test_instances_on_different_hosts_talk_over_the_tenant_network(lab: Path, cl
     vm2 = address_of(cloud, "vm2")
     ping = lab_exec(lab, "vm1", "ping", "-c", "3", "-i", "0.2", "-W", "2", vm2)
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_security_groups_decide_what_reaches_an_instance(lab: Path, cloud: Any) -> None:
+    """vm3 (host2) is in a group that admits only TCP 8080 from anywhere; vm1 (host1) is in
+    the project's default group, which admits only members of the default group. vm1 reaches
+    vm3 on 8080 and gets vm3's answer back although nothing admits vm3 into vm1 (stateful:
+    replies of an allowed connection pass); ping and other ports to vm3 are dropped, and vm3
+    cannot open anything towards vm1 (remote group: vm3 is not in the default group)."""
+    web = cloud.network.create_security_group(name="e2e-web")
+    cloud.network.create_security_group_rule(security_group_id=web.id, direction="ingress",
+                                             ethertype="IPv4", protocol="tcp",
+                                             port_range_min=8080, port_range_max=8080)
+    net = cloud.network.find_network("e2e-net")
+    port = cloud.network.create_port(network_id=net.id, name="vm3", security_group_ids=[web.id])
+    done = neutrino(lab, "lab", "boot", "vm3", "--host", "host2", "--port", port.id, check=False)
+    assert done.returncode == 0, done.stderr
+    vm1, vm3 = address_of(cloud, "vm1"), address_of(cloud, "vm3")
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "neutrino.cli.main", "lab", "exec", "vm3", "--state-dir", str(lab),
+         "--", "nc", "-l", "-p", "8080"], stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(20):  # until the listener is up
+            sent = lab_exec(lab, "vm1", "sh", "-c", f"echo hello-8080 | nc -w 3 -q 1 {vm3} 8080")
+            if sent.returncode == 0:
+                break
+            time.sleep(0.25)
+        assert sent.returncode == 0, sent.stderr
+        assert listener.communicate(timeout=10)[0].strip() == "hello-8080"
+    finally:
+        listener.kill()
+    blocked = lab_exec(lab, "vm1", "ping", "-c", "2", "-i", "0.2", "-W", "1", vm3)
+    assert blocked.returncode != 0, "ping to vm3 must be dropped: its group admits only TCP 8080"
+    refused = lab_exec(lab, "vm1", "nc", "-z", "-w", "2", vm3, "22")
+    assert refused.returncode != 0
+    outbound = lab_exec(lab, "vm3", "ping", "-c", "2", "-i", "0.2", "-W", "1", vm1)
+    assert outbound.returncode != 0, "vm1's default group admits only its own members"
+    vm2 = address_of(cloud, "vm2")  # in the default group, like vm1
+    assert lab_exec(lab, "vm2", "ping", "-c", "1", "-W", "2", vm1).returncode == 0
+
+
+def test_a_port_goes_down_when_its_vif_is_unplugged(lab: Path, cloud: Any) -> None:
+    net = cloud.network.find_network("e2e-net")
+    port = cloud.network.create_port(network_id=net.id, name="vm4")
+    done = neutrino(lab, "lab", "boot", "vm4", "--host", "host1", "--port", port.id, check=False)
+    assert done.returncode == 0, done.stderr
+    assert cloud.network.get_port(port.id).status == "ACTIVE"
+    from neutrino.lab.lab import Lab
+
+    with Lab.session(lab) as running:
+        running.unplug("vm4")
+    deadline = time.monotonic() + 15
+    while cloud.network.get_port(port.id).status != "DOWN":
+        assert time.monotonic() < deadline, "port stayed ACTIVE after unplug"
+        time.sleep(0.2)
