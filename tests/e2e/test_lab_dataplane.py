@@ -25,7 +25,7 @@ pytestmark = pytest.mark.root
 def neutrino(state_dir: Path, *args: str, check: bool = True,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "neutrino.cli.main", *args]
-    if args[0] == "lab":
+    if args[0] == "lab" and "--state-dir" not in args:
         argv += ["--state-dir", str(state_dir)]
     return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -135,3 +135,20 @@ def test_a_port_goes_down_when_its_vif_is_unplugged(lab: Path, cloud: Any) -> No
     while cloud.network.get_port(port.id).status != "DOWN":
         assert time.monotonic() < deadline, "port stayed ACTIVE after unplug"
         time.sleep(0.2)
+
+
+def test_trace_shows_the_stages_and_the_verdict(lab: Path, cloud: Any) -> None:
+    vm1 = next(iter(cloud.network.ports(name="vm1")))
+    vm2 = next(iter(cloud.network.ports(name="vm2")))
+    packet = (f"icmp,dl_src={vm1.mac_address},dl_dst={vm2.mac_address},"
+              f"nw_src={vm1.fixed_ips[0]['ip_address']},nw_dst={vm2.fixed_ips[0]['ip_address']}")
+    out = neutrino(lab, "trace", "--host", "host1", "--port", "vm1", packet, "--state-dir",
+                   str(lab)).stdout
+    stages = [line.split()[0] for line in out.splitlines() if line and not line[0].isspace()]
+    assert stages[:2] == ["classify", "port_security_ingress_from_vif"]
+    assert "l2_lookup" in stages
+    assert "verdict: forwarded" in out and "tnl_push" in out  # into the tunnel to host2
+    spoofed = packet.replace(f"nw_src={vm1.fixed_ips[0]['ip_address']}", "nw_src=10.77.0.250")
+    out = neutrino(lab, "trace", "--host", "host1", "--port", "vm1", spoofed, "--state-dir",
+                   str(lab)).stdout
+    assert "verdict: dropped in port_security_ingress_from_vif" in out

@@ -138,6 +138,26 @@ def agent(
         asyncio.run(main())
 
 
+@app.command()
+def trace(
+    flow: str = typer.Argument(..., help="The packet, in ofproto/trace syntax, e.g. "
+                               "'icmp,dl_src=...,dl_dst=...,nw_src=...,nw_dst=...'"),
+    host: str = typer.Option(..., "--host", help="The lab host to trace on."),
+    port: str | None = typer.Option(None, "--port", help="Port id (or instance name) the "
+                                    "packet enters from (sets in_port)."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Lab state directory."),
+    raw: bool = typer.Option(False, "--raw", help="Also print the raw trace."),
+) -> None:
+    """Trace a packet through a host's br-int pipeline: stages and verdict."""
+    from neutrino.lab.cli import fail_cleanly, trace_on_host
+    from neutrino.pipeline.trace import annotate_trace
+
+    output = fail_cleanly(lambda: trace_on_host(state_dir, host, port, flow))
+    if raw:
+        print(output)
+    print(annotate_trace(output).render())
+
+
 @db_app.command("upgrade")
 def db_upgrade(state_dir: Path = STATE_DIR, database: str | None = DATABASE) -> None:
     """Apply all database migrations."""

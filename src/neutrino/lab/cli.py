@@ -347,3 +347,20 @@ def exec(  # the command is called exec
 
     command = fail_cleanly(work)
     raise typer.Exit(subprocess.call(command))
+
+
+def trace_on_host(state_dir: Path | None, host: str, port: str | None, flow: str) -> str:
+    """Run ofproto/trace on `host`'s br-int; `port` (a port id or an instance name) gives
+    in_port."""
+    lab = Lab.load(_state_dir(state_dir))
+    lab_host = lab.host(host)
+    if port is not None:
+        record = lab.state.instances.get(port) or next(
+            (i for i in lab.state.instances.values() if i.port_id == port), None)
+        if record is None or record.host != host:
+            raise LabError(f"no instance of port {port} on {host}")
+        ofport = lab_host.ovs.ofport(record.host_ifname)
+        if ofport is None or ofport < 1:
+            raise LabError(f"port {port} is not attached to br-int on {host}")
+        flow = f"in_port={ofport},{flow}" if flow else f"in_port={ofport}"
+    return lab_host.ovs.appctl("ofproto/trace", "br-int", flow)
