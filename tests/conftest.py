@@ -1,8 +1,9 @@
-"""Shared test fixtures: PostgreSQL (support.postgres) and a running Neutrino server."""
+"""Shared test fixtures, registered once for every test directory: a private PostgreSQL
+cluster (support.postgres) and a Neutrino app on a fresh migrated database (support.api_app)."""
 
 import pytest
 
-pytest_plugins = ["support.postgres"]
+pytest_plugins = ["support.postgres", "support.api_app"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,10 +9,10 @@ import httpx
 import orjson
 from sqlalchemy import select
 
-from api.conftest import ADMIN, as_project
 from neutrino.db.engine import Database
 from neutrino.db.meta import metadata
 from neutrino.db.schema import outbox
+from support.api_app import ADMIN, as_project
 
 __all__ = ["ADMIN", "as_project"]
 
