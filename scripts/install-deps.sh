@@ -193,11 +193,14 @@ sync_venv() {
     cd "${REPO_ROOT}"
     local err
     err="$(mktemp)"
-    if ! uv sync --frozen --quiet 2>"${err}"; then
+    # --compile-bytecode: CPython 3.11 can fail with "AST constructor recursion depth mismatch"
+    # when a large module (schemathesis) is first compiled deep inside pytest/hypothesis stacks;
+    # compiling every module once at install time avoids compiling during the tests.
+    if ! uv sync --frozen --compile-bytecode --quiet 2>"${err}"; then
         log "uv sync --frozen failed; retrying with uv sync:"
         sed 's/^/  /' "${err}" >&2 || true
         rm -f "${err}"
-        uv sync --quiet
+        uv sync --compile-bytecode --quiet
         return
     fi
     rm -f "${err}"
