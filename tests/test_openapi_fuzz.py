@@ -73,7 +73,8 @@ def _document_app() -> FastAPI:
     """The app whose /openapi.json is fuzzed: every route, identity included. Serving the
     document touches no database, so the engine is never connected."""
     url = f"sqlite:///{tempfile.gettempdir()}/neutrino-openapi-document-never-opened.sqlite"
-    settings = Settings(state_dir=Path(tempfile.gettempdir()), database=url, auth="keystone")
+    settings = Settings(state_dir=Path(tempfile.gettempdir()), database=url, auth="keystone",
+                        compiler_enabled=False)
     db = Database(url)
     return create_app(settings, db, None, lambda app: install(app, IdentityService(db, settings)))
 
