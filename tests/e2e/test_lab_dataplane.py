@@ -19,7 +19,8 @@ from lab.helpers import LAB_UNAVAILABLE
 from neutrino.lab import netns
 from neutrino.lab.state import lab_prefix
 
-pytestmark = pytest.mark.root
+# one lab for the module, and the tests build on each other: keep them on one xdist worker
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-lab")]
 
 
 def neutrino(state_dir: Path, *args: str, check: bool = True,

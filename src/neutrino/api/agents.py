@@ -152,6 +152,9 @@ class Distribution:
         if self.loop is not None:
             api.on_commit.append(self.loop.wake)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Nova must see a port's events in the order they happened (plugged before unplugged):
+        # posts take this FIFO lock in the order their tasks were created
+        self._nova_order: asyncio.Lock | None = None
 
     # --- chassis ------------------------------------------------------------------------------
     def register(self, body: ChassisBody) -> tuple[dict[str, Any], bool]:
@@ -283,8 +286,10 @@ class Distribution:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, url: str, body: dict[str, Any]) -> None:
+        if self._nova_order is None:
+            self._nova_order = asyncio.Lock()
         try:
-            async with httpx.AsyncClient(timeout=NOVA_TIMEOUT) as client:
+            async with self._nova_order, httpx.AsyncClient(timeout=NOVA_TIMEOUT) as client:
                 response = await client.post(url, json=body)
             if response.status_code >= 400:
                 log.warning("Nova refused %s: %s %s", body, response.status_code, response.text)
