@@ -19,8 +19,7 @@ from lab.helpers import LAB_UNAVAILABLE
 from neutrino.lab import netns
 from neutrino.lab.state import lab_prefix
 
-# one lab for the module, and the tests build on each other: keep them on one xdist worker
-pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-lab")]
+pytestmark = pytest.mark.root
 
 
 def neutrino(state_dir: Path, *args: str, check: bool = True,
@@ -70,21 +69,32 @@ def address_of(cloud: Any, name: str) -> str:
     return str(port.fixed_ips[0]["ip_address"])
 
 
-def test_instances_on_different_hosts_talk_over_the_tenant_network(lab: Path, cloud: Any) -> None:
-    status = json.loads(neutrino(lab, "lab", "status", "--json").stdout)
-    assert {a["host"] for a in status["agents"] if a["alive"]} == {"host1", "host2"}
+@pytest.fixture(scope="module")
+def tenant(lab: Path, cloud: Any) -> dict[str, str]:
+    """A network with a subnet, and instances vm1 on host1 and vm2 on host2 (both in the
+    project's default security group). Each xdist worker that runs tests of this module has
+    its own lab, so no test depends on another having run."""
     net = cloud.network.create_network(name="e2e-net")
     cloud.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.77.0.0/24",
                                 name="e2e-sub")
     boot(lab, "vm1", "host1", "e2e-net")
     boot(lab, "vm2", "host2", "e2e-net")
+    return {"network": net.id, "vm1": address_of(cloud, "vm1"), "vm2": address_of(cloud, "vm2")}
+
+
+def test_instances_on_different_hosts_talk_over_the_tenant_network(
+    lab: Path, cloud: Any, tenant: dict[str, str]
+) -> None:
+    status = json.loads(neutrino(lab, "lab", "status", "--json").stdout)
+    assert {a["host"] for a in status["agents"] if a["alive"]} == {"host1", "host2"}
     assert cloud.network.find_port("vm1").status == "ACTIVE"
-    vm2 = address_of(cloud, "vm2")
-    ping = lab_exec(lab, "vm1", "ping", "-c", "3", "-i", "0.2", "-W", "2", vm2)
+    ping = lab_exec(lab, "vm1", "ping", "-c", "3", "-i", "0.2", "-W", "2", tenant["vm2"])
     assert ping.returncode == 0, ping.stdout + ping.stderr
 
 
-def test_security_groups_decide_what_reaches_an_instance(lab: Path, cloud: Any) -> None:
+def test_security_groups_decide_what_reaches_an_instance(
+    lab: Path, cloud: Any, tenant: dict[str, str]
+) -> None:
     """vm3 (host2) is in a group that admits only TCP 8080 from anywhere; vm1 (host1) is in
     the project's default group, which admits only members of the default group. vm1 reaches
     vm3 on 8080 and gets vm3's answer back although nothing admits vm3 into vm1 (stateful:
@@ -94,8 +104,8 @@ def test_security_groups_decide_what_reaches_an_instance(lab: Path, cloud: Any) 
     cloud.network.create_security_group_rule(security_group_id=web.id, direction="ingress",
                                              ethertype="IPv4", protocol="tcp",
                                              port_range_min=8080, port_range_max=8080)
-    net = cloud.network.find_network("e2e-net")
-    port = cloud.network.create_port(network_id=net.id, name="vm3", security_group_ids=[web.id])
+    port = cloud.network.create_port(network_id=tenant["network"], name="vm3",
+                                     security_group_ids=[web.id])
     done = neutrino(lab, "lab", "boot", "vm3", "--host", "host2", "--port", port.id, check=False)
     assert done.returncode == 0, done.stderr
     vm1, vm3 = address_of(cloud, "vm1"), address_of(cloud, "vm3")
@@ -122,9 +132,10 @@ def test_security_groups_decide_what_reaches_an_instance(lab: Path, cloud: Any) 
     assert lab_exec(lab, "vm2", "ping", "-c", "1", "-W", "2", vm1).returncode == 0
 
 
-def test_a_port_goes_down_when_its_vif_is_unplugged(lab: Path, cloud: Any) -> None:
-    net = cloud.network.find_network("e2e-net")
-    port = cloud.network.create_port(network_id=net.id, name="vm4")
+def test_a_port_goes_down_when_its_vif_is_unplugged(
+    lab: Path, cloud: Any, tenant: dict[str, str]
+) -> None:
+    port = cloud.network.create_port(network_id=tenant["network"], name="vm4")
     done = neutrino(lab, "lab", "boot", "vm4", "--host", "host1", "--port", port.id, check=False)
     assert done.returncode == 0, done.stderr
     assert cloud.network.get_port(port.id).status == "ACTIVE"
@@ -138,7 +149,9 @@ def test_a_port_goes_down_when_its_vif_is_unplugged(lab: Path, cloud: Any) -> No
         time.sleep(0.2)
 
 
-def test_trace_shows_the_stages_and_the_verdict(lab: Path, cloud: Any) -> None:
+def test_trace_shows_the_stages_and_the_verdict(
+    lab: Path, cloud: Any, tenant: dict[str, str]
+) -> None:
     vm1 = next(iter(cloud.network.ports(name="vm1")))
     vm2 = next(iter(cloud.network.ports(name="vm2")))
     packet = (f"icmp,dl_src={vm1.mac_address},dl_dst={vm2.mac_address},"
