@@ -4,9 +4,7 @@ address or MAC is ever handed out twice (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,39 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api.helpers import ADMIN, as_project
 from neutrino.api.app import create_app
 from neutrino.config import Settings
 from neutrino.db.engine import Database
+from support.live_server import LiveServer
 
 CLIENTS = 8
-
-
-class LiveServer:
-    """The app served by uvicorn from a background thread on a free 127.0.0.1 port."""
-
-    def __init__(self, app: Any) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]}, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-        self._socket.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from neutrino.api.app import create_app
 from neutrino.config import Settings
 from neutrino.db.engine import Database
 from neutrino.db.migrate import upgrade
+from support.live_server import LiveServer
 
 ADMIN = {"X-Project-Id": "admin-project", "X-Roles": "admin,member,reader"}
 
@@ -44,33 +43,6 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
-
-
-class LiveServer:
-    """The app served by uvicorn (lifespan on: the compiler loop runs) from a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]}, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-        self._socket.close()
 
 
 @dataclass
@@ -114,7 +86,7 @@ def server(database_url: str, tmp_path: Path, nova: NovaReceiver) -> Iterator[Li
     settings = Settings(state_dir=tmp_path, database=database_url, auth="noauth",
                         compute_url=nova.url, policy_keepalive_interval=0.2)
     database = Database(database_url)
-    live = LiveServer(create_app(settings, database))
+    live = LiveServer(create_app(settings, database), lifespan="on")
     live.start()
     try:
         yield live

@@ -5,16 +5,12 @@ free loopback port for the real clients (openstack CLI, openstacksdk, keystoneau
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from neutrino.config import Settings
@@ -22,6 +18,7 @@ from neutrino.db.engine import Database
 from neutrino.db.meta import metadata
 from neutrino.identity.api import install
 from neutrino.identity.service import IdentityService
+from support.live_server import LiveServer
 
 with warnings.catch_warnings():  # starlette's TestClient warns about httpx
     warnings.simplefilter("ignore")
@@ -97,38 +94,6 @@ def admin_token(client: TestClient) -> str:
 def admin(admin_token: str) -> dict[str, str]:
     """Headers authenticating as the bootstrap admin."""
     return {"X-Auth-Token": admin_token}
-
-
-class LiveServer:
-    """uvicorn serving `app` from a background thread on a free 127.0.0.1 port."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the identity test server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
 
 
 @pytest.fixture(scope="module")
