@@ -25,8 +25,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from neutrino.cli.main import clouds_yaml
-from neutrino.config import Settings
+from neutrino.credentials import clouds_yaml
 from neutrino.launcher import ServerProcess, free_port, start_server
 
 CLOUD = "neutrino-demo"
@@ -59,9 +58,7 @@ class OpenStackCli:
 
 
 def write_clouds(server: ServerProcess, path: Path) -> None:
-    port = int(server.url.rsplit(":", 1)[1])
-    settings = Settings(port=port, state_dir=server.state_dir)
-    path.write_text(yaml.safe_dump(clouds_yaml(settings, CLOUD, server.admin_password),
+    path.write_text(yaml.safe_dump(clouds_yaml(server.url, CLOUD, server.admin_password),
                                    sort_keys=False))
 
 

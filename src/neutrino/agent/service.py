@@ -28,6 +28,7 @@ import orjson
 
 from neutrino.agent.flows import FlowTable, Ofctl
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
+from neutrino.credentials import password_auth
 from neutrino.pipeline.render import render_chassis
 from neutrino.policy.model import (
     Document,
@@ -246,10 +247,7 @@ def server_client(server: str, headers: Mapping[str, str] | None = None) -> http
 async def fetch_token(server: str, password: str, user: str = "admin",
                       project: str = "admin") -> str:
     """An admin token from the server's Keystone subset (password method)."""
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": user, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
     async with server_client(server) as client:
-        response = await client.post("/v3/auth/tokens", json=body)
+        response = await client.post("/v3/auth/tokens", json=password_auth(password, user, project))
         response.raise_for_status()
         return response.headers["X-Subject-Token"]

@@ -178,32 +178,14 @@ def clouds(
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD"),
 ) -> None:
     """Print a clouds.yaml entry for the admin user of a server."""
+    from neutrino.credentials import clouds_yaml
     from neutrino.server import admin_password as find_password
 
     settings = Settings(host=host, port=port, state_dir=state_dir.expanduser(),
                         admin_password=admin_password)
-    print(yaml.safe_dump(clouds_yaml(settings, cloud, find_password(settings)), sort_keys=False),
+    document = clouds_yaml(settings.root_url, cloud, find_password(settings), settings.region)
+    print(yaml.safe_dump(document, sort_keys=False),
           end="")
-
-
-def clouds_yaml(settings: Settings, cloud: str, password: str | None) -> dict:
-    return {
-        "clouds": {
-            cloud: {
-                "auth": {
-                    "auth_url": f"{settings.root_url}/v3",
-                    "username": "admin",
-                    "password": password or "<admin password>",
-                    "project_name": "admin",
-                    "user_domain_name": "Default",
-                    "project_domain_name": "Default",
-                },
-                "region_name": settings.region,
-                "identity_api_version": 3,
-                "interface": "public",
-            }
-        }
-    }
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ commands find everything again through the state dir. Errors are printed as one 
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +25,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from neutrino.credentials import clouds_yaml, password_auth
+from neutrino.lab import process
 from neutrino.lab.errors import LabError, require_lab_prerequisites
 from neutrino.lab.lab import Lab
 from neutrino.lab.state import LabState, default_state_dir
@@ -93,13 +93,8 @@ def start_lab_server(state_dir: Path, server_url: str | None, password: str | No
 
 
 def write_clouds_yaml(state_dir: Path, url: str, password: str) -> None:
-    clouds = {"clouds": {CLOUD: {
-        "auth": {"auth_url": f"{url}/v3", "username": "admin", "password": password,
-                 "project_name": "admin", "user_domain_name": "Default",
-                 "project_domain_name": "Default"},
-        "region_name": "RegionOne", "identity_api_version": 3, "interface": "public"}}}
     path = state_dir / "clouds.yaml"
-    path.write_text(yaml.safe_dump(clouds, sort_keys=False))
+    path.write_text(yaml.safe_dump(clouds_yaml(url, CLOUD, password), sort_keys=False))
     path.chmod(0o600)
 
 
@@ -108,15 +103,8 @@ def stop_lab_server(state_dir: Path) -> None:
     if not path.exists():
         return
     pid = json.loads(path.read_text()).get("pid")
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # ours only if it is still the server of this lab (its command line names its state dir)
+    process.stop_pid(pid, process.cmdline_contains(str(state_dir / "server")))
     path.unlink(missing_ok=True)
     for name in ("server.sock", "admin-password", "clouds.yaml"):
         (state_dir / name).unlink(missing_ok=True)
@@ -127,11 +115,8 @@ def api_client(state_dir: Path) -> Iterator[httpx.Client]:
     """An admin HTTP client of the lab's server (token from the Keystone subset)."""
     info = read_server(state_dir)
     password = Path(info["password_file"]).read_text().strip()
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
     with httpx.Client(base_url=info["url"], timeout=30.0) as client:
-        response = client.post("/v3/auth/tokens", json=body)
+        response = client.post("/v3/auth/tokens", json=password_auth(password))
         response.raise_for_status()
         client.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
         yield client
