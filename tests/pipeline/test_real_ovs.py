@@ -126,7 +126,8 @@ def test_ofproto_trace_walks_the_declared_stages(deployment: Deployment) -> None
     packet = (f"in_port={vm1.ofport()},icmp,dl_src={MAC['p1']},dl_dst={MAC['p2']},"
               f"nw_src={IP['p1']},nw_dst={IP['p2']},nw_ttl=64")
     stages = _trace_stages(host1, packet)
-    assert stages[:4] == ["classify", "port_security_ingress_from_vif", "arp_nd_responder", "acl_egress"]
+    assert stages[:5] == ["classify", "port_security_ingress_from_vif", "arp_nd_responder",
+                          "native_dhcp", "acl_egress"]
     assert "l2_lookup" in stages  # after the conntrack recirculation: out into the tunnel
     out = host1.ovs.appctl("ofproto/trace", "br-int", packet)
     assert "set_field:0x3e9->tun_id" in out and f"output:{deployment.tunnels['p1']}" in out

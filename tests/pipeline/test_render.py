@@ -90,7 +90,7 @@ def test_arp_responder_answers_for_local_and_remote_ports_but_not_to_the_owner()
                 f"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,set_field:2->arp_op,"
                 f"move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],set_field:{mac}->arp_sha,"
                 f"move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:{ip}->arp_spa,IN_PORT") in got
-    assert got[-1] == "arp_nd_responder 0 * resubmit(,acl_egress)"
+    assert got[-1] == "arp_nd_responder 0 * resubmit(,native_dhcp)"
 
 
 def test_l2_lookup_unicast_flood_and_no_hairpin_into_tunnels() -> None:
@@ -200,3 +200,45 @@ def test_unplugged_or_admin_down_ports_render_nothing() -> None:
     docs = chassis_documents("p1")
     assert not any(f.cookie == cookie_for("port", "p1") for f in render_chassis(docs, {}, {"host2": TUNNEL}))
     assert not any(f.cookie == cookie_for("port", "p1") for f in render(admin_state_up=False))
+
+
+# --- native DHCP ---------------------------------------------------------------------------------
+
+DHCP_PORT = 3
+
+
+def _with_dhcp_server(enable_dhcp: bool = True) -> dict[str, object]:
+    documents = dict(chassis_documents("p1"))
+    key = item_key("host1", "network", NETWORK_ID)
+    network = documents[key]
+    assert isinstance(network, NetworkPolicy)
+    subnet = network.subnets[0].model_copy(update={
+        "dhcp_server_ip": "10.0.0.250", "dhcp_server_mac": "fa:16:3e:00:00:fa",
+        "enable_dhcp": enable_dhcp})
+    documents[key] = network.model_copy(update={"subnets": (subnet,)})
+    return documents
+
+
+def test_a_served_port_sends_its_dhcp_requests_tagged_with_its_ofport_to_the_dhcp_port() -> None:
+    flows = render_chassis(_with_dhcp_server(), {"p1": VIF}, {"host2": TUNNEL},  # type: ignore[arg-type]
+                           dhcp_ofport=DHCP_PORT)
+    got = lines(flows, "native_dhcp")
+    assert ("native_dhcp 100 reg6=10,dl_type=0x0800,nw_proto=17,tp_src=68,tp_dst=67 "
+            "move:NXM_NX_REG6[0..15]->NXM_OF_UDP_SRC[],output:3") in got
+    # replies: back to UDP 68, out of the port named by their destination port; nothing else
+    assert ("native_dhcp 110 reg6=3,dl_type=0x0800,nw_proto=17,tp_src=67 "
+            "move:NXM_OF_UDP_DST[]->NXM_NX_REG7[0..15],set_field:68->udp_dst,resubmit(,output)") in got
+    assert "native_dhcp 105 reg6=3 drop" in got
+    assert "classify 100 in_port=3 set_field:0x3->reg6,resubmit(,native_dhcp)" in lines(flows, "classify")
+    # the server's address is answered by the ARP responder (unicast renewals)
+    assert any("arp_tpa=10.0.0.250" in line and "set_field:fa:16:3e:00:00:fa->eth_src" in line
+               for line in lines(flows, "arp_nd_responder"))
+
+
+def test_dhcp_is_not_intercepted_without_a_server_or_without_enable_dhcp() -> None:
+    for documents, dhcp_port in ((_with_dhcp_server(enable_dhcp=False), DHCP_PORT),
+                                 (chassis_documents("p1"), DHCP_PORT),  # no DHCP port address
+                                 (_with_dhcp_server(), None)):  # no native DHCP on the chassis
+        flows = render_chassis(documents, {"p1": VIF}, {"host2": TUNNEL},  # type: ignore[arg-type]
+                               dhcp_ofport=dhcp_port)
+        assert not [line for line in lines(flows, "native_dhcp") if "reg6=10" in line]

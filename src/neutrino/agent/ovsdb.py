@@ -121,7 +121,26 @@ class HostOvsdb:
                 out[peer] = int(ofport)
         return out
 
+    def ofport_of(self, name: str) -> int | None:
+        """The ofport of br-int's interface `name` (None while it is missing or unattached)."""
+        for iface in self._bridge_interfaces():
+            if iface.name == name:
+                ofport = int(iface.ofport[0]) if iface.ofport else -1
+                return ofport if ofport > 0 else None
+        return None
+
     # --- writing --------------------------------------------------------------------------
+    def ensure_internal_port(self, name: str, role: str) -> None:
+        """An internal port `name` on br-int (a tap in this namespace), marked
+        `external_ids:neutrino-role=<role>`; left alone if it exists."""
+        with self._lock:
+            if any(i.name == name for i in self._bridge_interfaces()):
+                return
+            with self.api.transaction(check_error=True) as txn:
+                txn.add(self.api.add_port(self.bridge, name, may_exist=True))
+                txn.add(self.api.db_set("Interface", name, ("type", "internal"),
+                                        ("external_ids", {"neutrino-role": role})))
+
     def ensure_tunnels(self, peers: Mapping[str, TunnelSpec]) -> None:
         """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction."""
         with self._lock:

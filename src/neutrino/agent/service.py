@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from typing import Any
 import httpx
 import orjson
 
+from neutrino.agent.dhcp import Lease, lease_for
+from neutrino.agent.dhcp_responder import DhcpResponder
 from neutrino.agent.flows import FlowTable, Ofctl
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.credentials import password_auth
@@ -40,6 +44,8 @@ from neutrino.policy.model import (
 )
 
 log = logging.getLogger(__name__)
+
+DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
 
 
 @dataclass
@@ -56,6 +62,7 @@ class AgentConfig:
     heartbeat_interval: float = 1.0
     token: str | None = None  # X-Auth-Token (admin); None for a noauth server
     ofctl_env: dict[str, str] = field(default_factory=dict)
+    native_dhcp: bool = True  # answer DHCPv4 on this chassis (neutrino.agent.dhcp_responder)
 
 
 class Agent:
@@ -71,6 +78,8 @@ class Agent:
         self.http = server_client(config.server, headers)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
         self.ovsdb: HostOvsdb | None = None
+        self.dhcp: DhcpResponder | None = None
+        self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -79,6 +88,8 @@ class Agent:
             HostOvsdb, self.config.ovsdb, on_change=self._ovsdb_changed
         )
         self._defaults_from_host(self.ovsdb.host_config())
+        if self.config.native_dhcp:
+            self.dhcp = await asyncio.to_thread(self._start_dhcp, self.ovsdb)
         await self.register()
         tasks = [asyncio.create_task(self._stream_forever()),
                  asyncio.create_task(self._heartbeat_forever()),
@@ -89,8 +100,33 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await self.http.aclose()
+            if self.dhcp is not None:
+                self.dhcp.stop()
             if self.ovsdb is not None:
                 self.ovsdb.close()
+
+    def _start_dhcp(self, ovsdb: HostOvsdb) -> DhcpResponder | None:
+        """The DHCP port (an internal port of br-int, a tap here) and its responder; None, with
+        the reason logged, when this host cannot have them (DHCP is then not intercepted)."""
+        try:
+            ovsdb.ensure_internal_port(DHCP_PORT_NAME, "dhcp")
+            deadline = time.monotonic() + 10.0
+            while not os.path.exists(f"/sys/class/net/{DHCP_PORT_NAME}"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the tap of {DHCP_PORT_NAME} did not appear")
+                time.sleep(0.05)
+            # no addresses and no IPv6 on it: the kernel must not answer or send anything there
+            with open(f"/proc/sys/net/ipv6/conf/{DHCP_PORT_NAME}/disable_ipv6", "w") as knob:
+                knob.write("1")
+            subprocess.run(["ip", "link", "set", DHCP_PORT_NAME, "up"], check=True,
+                           capture_output=True, timeout=10)
+            responder = DhcpResponder(DHCP_PORT_NAME, self.leases.get)
+            responder.start()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            log.error("native DHCP disabled on %s: %s", self.config.host, exc)
+            return None
+        log.info("native DHCP answering on %s", DHCP_PORT_NAME)
+        return responder
 
     def _defaults_from_host(self, external_ids: Mapping[str, str]) -> None:
         """Tunnel IP and bridge mappings the host declares in OVSDB (as ovn-controller reads
@@ -187,11 +223,29 @@ class Agent:
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
         networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
-        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones)
+        dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
+        self._update_leases(documents, local)
+        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport)
         await asyncio.to_thread(self.flows.apply, flows)
         self.realised = revision
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
                                         if pid in local and vif.link_up})
+
+    def _update_leases(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
+        """The DHCP lease of every plugged port, by ofport (swapped in whole: the responder's
+        thread only ever reads one complete dict)."""
+        networks = {d.id: d for d in documents.values() if isinstance(d, NetworkPolicy)}
+        leases: dict[int, Lease] = {}
+        for document in documents.values():
+            if isinstance(document, PortPolicy) and document.id in local:
+                network = networks.get(document.network_id)
+                lease = lease_for(document, network) if network is not None else None
+                if lease is not None:
+                    leases[local[document.id]] = lease
+        if leases != self.leases:
+            self.leases = leases
+            if self.dhcp is not None:
+                self.dhcp.lookup = leases.get
 
     async def report_ports(self, ports: Mapping[str, PortPolicy], up: set[str]) -> None:
         for port_id, port in ports.items():

@@ -36,6 +36,8 @@ from neutrino.api.listing import (
     select_fields,
 )
 from neutrino.api.resources.base import Resource, delete_tags, replace_tags
+from neutrino.api.resources.dhcp_ports import DhcpPorts
+from neutrino.api.resources.subnets import Subnets
 from neutrino.api.validators import validate_tag, validate_tags_body, validate_tags_limit
 from neutrino.context import RequestContext
 from neutrino.db.engine import Database
@@ -59,6 +61,9 @@ class NetworkingApi:
         self.on_commit: list[Callable[[], None]] = []
         for res in resources:
             res.hints = self.hints
+        subnets, ports = self.resources.get("subnets"), self.resources.get("ports")
+        if isinstance(subnets, Subnets) and ports is not None:
+            subnets.dhcp_ports = DhcpPorts(ports)
 
     def resource(self, collection: str) -> Resource:
         return self.resources[collection]

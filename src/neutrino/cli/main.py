@@ -109,6 +109,9 @@ def agent(
                                               help="Password of user admin (omit for noauth)."),
     admin_password_file: Path | None = typer.Option(None, help="Read the admin password from "
                                                     "this file."),
+    native_dhcp: bool = typer.Option(True, "--native-dhcp/--no-native-dhcp",
+                                     help="Answer DHCPv4 for this host's ports (an internal port "
+                                     "nt-dhcp on br-int)."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Run the per-host agent: render this chassis's policy into br-int flows."""
@@ -130,7 +133,7 @@ def agent(
             host=host, server=server, ovsdb=ovsdb, ofctl_target=target, tunnel_ip=tunnel_ip,
             bridge_mappings=parse_bridge_mappings(bridge_mappings), is_gateway=gateway,
             gateway_priority=gateway_priority, availability_zone=availability_zone,
-            heartbeat_interval=heartbeat_interval, token=token,
+            heartbeat_interval=heartbeat_interval, token=token, native_dhcp=native_dhcp,
         )
         await Agent(config).run()
 

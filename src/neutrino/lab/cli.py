@@ -249,8 +249,10 @@ def boot(
                                        "port is created on it."),
     state_dir: Path | None = STATE_DIR,
     timeout: float = typer.Option(30.0, help="Seconds to wait for the port to become ACTIVE."),
+    dhcp_timeout: float = typer.Option(10.0, help="Seconds to wait for a DHCP lease."),
 ) -> None:
-    """Bind a port to HOST, plug an instance os-vif style, wait for ACTIVE, configure it."""
+    """Bind a port to HOST, plug an instance os-vif style, wait for ACTIVE, then configure it
+    by DHCP (IPv4 on a DHCP subnet) and statically (anything else)."""
     directory = _state_dir(state_dir)
 
     def work() -> None:
@@ -268,26 +270,39 @@ def boot(
                 created = _check(client.put(f"/v2.0/ports/{port}", json={"port": binding}))["port"]
                 net = _check(client.get(f"/v2.0/networks/{created['network_id']}"))["network"]
             with Lab.session(directory) as lab:
-                instance = lab.plug(name, host, port_id=created["id"],
-                                    mac=created["mac_address"], mtu=net["mtu"],
-                                    device_id=device_id)
+                lab.plug(name, host, port_id=created["id"],
+                         mac=created["mac_address"], mtu=net["mtu"],
+                         device_id=device_id)
             _wait_active(client, created["id"], timeout)
             subnets = {s["id"]: s for s in
                        _check(client.get("/v2.0/subnets", params={"network_id": net["id"]}))
                        ["subnets"]}
-        addresses, gateway = [], None
+        # IPv4 on a DHCP subnet: by DHCP, as a VM would; anything else (IPv6, subnets without
+        # DHCP): static, from the port's fixed IPs
+        by_dhcp: list[str] = []
+        static: list[str] = []
+        gateway: str | None = None
         for fixed in created["fixed_ips"]:
             subnet = subnets[fixed["subnet_id"]]
-            prefix = subnet["cidr"].split("/")[1]
-            addresses.append(f"{fixed['ip_address']}/{prefix}")
-            if subnet["ip_version"] == 4 and subnet.get("gateway_ip"):
-                gateway = subnet["gateway_ip"]
+            address = f"{fixed['ip_address']}/{subnet['cidr'].split('/')[1]}"
+            if subnet["ip_version"] == 4 and subnet["enable_dhcp"] and not by_dhcp:
+                by_dhcp.append(address)
+            else:
+                static.append(address)
+                if subnet["ip_version"] == 4 and subnet.get("gateway_ip") and gateway is None:
+                    gateway = subnet["gateway_ip"]
         with Lab.session(directory) as lab:
-            lab.instance(name).configure(addresses, gateway=gateway)
+            instance = lab.instance(name)
+            if by_dhcp:
+                leased = [str(a) for a in instance.dhcp(timeout=dhcp_timeout)]
+                if leased != by_dhcp:
+                    raise LabError(f"{name}: DHCP gave {', '.join(leased)} but the port has "
+                                   f"{by_dhcp[0]}")
+            if static:
+                instance.configure(static, gateway=None if by_dhcp else gateway)
+        how = [f"{a} (DHCP)" for a in by_dhcp] + [f"{a} (static)" for a in static]
         console.print(f"{name} on {host}: port {created['id']} ACTIVE, "
-                      f"{', '.join(addresses) or 'no addresses'} (static, from the port's "
-                      "fixed IPs)")
-        del instance
+                      f"{', '.join(how) or 'no addresses'}")
 
     fail_cleanly(work)
 

@@ -76,12 +76,15 @@ class _Chassis:
 
 def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
                    tunnel_ofports: Mapping[str, int],
-                   ct_zones: Mapping[str, int] | None = None) -> list[Flow]:
+                   ct_zones: Mapping[str, int] | None = None,
+                   dhcp_ofport: int | None = None) -> list[Flow]:
     """All br-int flows for one chassis, sorted by (stage, priority, match).
 
     `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates them
     and keeps them in OVSDB so they survive restarts. Without it a network's zone is its
     tunnel_key, which must then fit 16 bits.
+    `dhcp_ofport`: the ofport of the agent's DHCP port (an internal port where
+    `neutrino.agent.dhcp_responder` listens); None = no native DHCP on this chassis.
 
     `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy items
     are not needed here: `tunnel_ofports` says which peers have a tunnel port and its ofport).
@@ -101,13 +104,19 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
                     if p.admin_state_up and p.id in local_ofports and p.network_id in chassis.networks),
                    key=lambda p: p.id)
     flows: list[Flow] = list(_static_flows())
+    if dhcp_ofport is not None:
+        flows += _dhcp_port_flows(dhcp_ofport)
     zones = {n.id: _zone(n, ct_zones) for n in chassis.networks.values()}
     for network in sorted(chassis.networks.values(), key=lambda n: n.id):
         members = [p for p in ports if p.network_id == network.id]
         flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id])
+        if dhcp_ofport is not None:
+            flows += _dhcp_server_arp_flows(network)
     for port in ports:
-        flows += _port_flows(port, chassis.networks[port.network_id], local_ofports[port.id],
-                             zones[port.network_id])
+        network = chassis.networks[port.network_id]
+        flows += _port_flows(port, network, local_ofports[port.id], zones[port.network_id])
+        if dhcp_ofport is not None and dhcp_served(port, network):
+            flows.append(_dhcp_request_flow(port, local_ofports[port.id], dhcp_ofport))
     flows += _security_group_flows(chassis, ports, local_ofports)
     return _merge_conjunctions(flows)
 
@@ -119,7 +128,8 @@ def _static_flows() -> Iterable[Flow]:
     for name in ("classify", "port_security_ingress_from_vif", "l2_lookup", "acl_egress",
                  "acl_ingress", "output"):
         yield Flow.make(name, 0, {}, (), STATIC)
-    yield Flow.make("arp_nd_responder", 0, {}, [resubmit("acl_egress")], STATIC)
+    yield Flow.make("arp_nd_responder", 0, {}, [resubmit("native_dhcp")], STATIC)
+    yield Flow.make("native_dhcp", 0, {}, [resubmit("acl_egress")], STATIC)
     for stage_name, after, icmpv6_types, dhcp in (
             ("acl_egress", "l2_lookup", ICMPV6_EGRESS_ALLOWED, ("68", "67")),
             ("acl_ingress", "output", ICMPV6_INGRESS_ALLOWED, ("67", "68"))):
@@ -139,6 +149,49 @@ def _static_flows() -> Iterable[Flow]:
         yield Flow.make(stage_name, P_ACL_STATE, {"ct_state": "+inv+trk"}, (), STATIC)
         yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+est-rel-inv+trk"}, go, STATIC)
         yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+rel-inv+trk"}, go, STATIC)
+
+
+# --- native DHCP ---------------------------------------------------------------------------------
+#
+# The agent listens on an internal port of br-int (the DHCP port).  A served port's DHCP request
+# goes there with its UDP source port overwritten by the VIF's ofport, which tells the agent
+# which port asked; the agent answers to UDP port <ofport>, and the reply flow below turns that
+# back into port 68 while it picks the output port.  Nothing else reaches the DHCP port, and it
+# can reach nothing but local VIFs (the output stage knows only those).
+
+def dhcp_served(port: PortPolicy, network: NetworkPolicy) -> bool:
+    """Whether the agent answers this port's DHCPv4: it has an IPv4 fixed IP on a subnet with
+    enable_dhcp and a DHCP server address (the network's DHCP port)."""
+    on = {f.subnet_id for f in port.fixed_ips}
+    return any(s.id in on and s.ip_version == 4 and s.enable_dhcp and s.dhcp_server_ip
+               and s.dhcp_server_mac for s in network.subnets)
+
+
+def _dhcp_port_flows(dhcp_ofport: int) -> list[Flow]:
+    return [
+        Flow.make("classify", 100, {"in_port": dhcp_ofport},
+                  [load(dhcp_ofport, "reg6"), resubmit("native_dhcp")], STATIC),
+        Flow.make("native_dhcp", 110, {"reg6": dhcp_ofport, "dl_type": IPV4, "nw_proto": 17,
+                                       "tp_src": 67},
+                  ["move:NXM_OF_UDP_DST[]->NXM_NX_REG7[0..15]", "set_field:68->udp_dst",
+                   resubmit("output")], STATIC),
+        Flow.make("native_dhcp", 105, {"reg6": dhcp_ofport}, (), STATIC),
+    ]
+
+
+def _dhcp_request_flow(port: PortPolicy, ofport: int, dhcp_ofport: int) -> Flow:
+    return Flow.make("native_dhcp", 100, {"reg6": ofport, "dl_type": IPV4, "nw_proto": 17,
+                                          "tp_src": 68, "tp_dst": 67},
+                     ["move:NXM_NX_REG6[0..15]->NXM_OF_UDP_SRC[]", f"output:{dhcp_ofport}"],
+                     cookie_for("port", port.id))
+
+
+def _dhcp_server_arp_flows(network: NetworkPolicy) -> list[Flow]:
+    """ARP answers for the DHCP server address (a client renewing by unicast asks for it)."""
+    cookie = cookie_for("network", network.id)
+    return [_arp_reply(network.tunnel_key, s.dhcp_server_ip, s.dhcp_server_mac, cookie)
+            for s in network.subnets
+            if s.ip_version == 4 and s.enable_dhcp and s.dhcp_server_ip and s.dhcp_server_mac]
 
 
 # --- per network ---------------------------------------------------------------------------------

@@ -45,8 +45,9 @@ _ACL = frozenset({"metadata", "reg0", "ct_state", "conj_id"}) | _L3 | _L4
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0,
           frozenset({"in_port", "tun_id"}),
-          frozenset({"port_security_ingress_from_vif", "arp_nd_responder", "l2_lookup"}),
-          "in_port -> local port (reg6) or tunnel (tun_id); network key -> metadata, ct zone -> reg5"),
+          frozenset({"port_security_ingress_from_vif", "arp_nd_responder", "native_dhcp", "l2_lookup"}),
+          "in_port -> local port (reg6), the agent's DHCP port, or tunnel (tun_id); network key -> "
+          "metadata, ct zone -> reg5"),
     Stage("port_security_ingress_from_vif", 10,
           frozenset({"reg6", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src",
                      "arp_spa", "arp_sha", "tp_src", "tp_dst", "icmpv6_type", "nd_target"}),
@@ -54,8 +55,13 @@ STAGES: tuple[Stage, ...] = (
           "source MAC / IPv4 / IPv6 (fixed IPs + allowed address pairs), ARP and ND anti-spoofing"),
     Stage("arp_nd_responder", 20,
           frozenset({"metadata", "reg6", "dl_type", "arp_op", "arp_tpa"}),
-          frozenset({"acl_egress"}),
+          frozenset({"native_dhcp", "acl_egress"}),
           "answer ARP requests for known addresses of the network (local and remote ports)"),
+    Stage("native_dhcp", 30,
+          frozenset({"reg6", "dl_type", "nw_proto", "tp_src", "tp_dst"}),
+          frozenset({"acl_egress", "output"}),
+          "DHCPv4 requests of ports served natively -> the agent's DHCP port (UDP source port := "
+          "the VIF's ofport); its replies -> output to the port named by their UDP destination port"),
     Stage("acl_egress", 40,
           _ACL | {"reg6"},
           frozenset({"acl_egress", "l2_lookup"}),
@@ -81,10 +87,10 @@ REGISTERS: tuple[Register, ...] = (
              "port security disabled", "classify"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
-    Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport; 0 from a tunnel)",
-             "classify"),
+    Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
+             "port's; 0 from a tunnel)", "classify"),
     Register("reg7", "NXM_NX_REG7[]", "logical output port key (the destination VIF's ofport)",
-             "l2_lookup"),
+             "l2_lookup, native_dhcp"),
 )
 
 # reg0 flag bits

@@ -12,6 +12,7 @@ from neutrino.api import validators as v
 from neutrino.api.attributes import UNSET, Attr, standard_attributes, to_boolean, to_int
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, InvalidInput, resource_not_found
 from neutrino.api.resources.base import Resource
+from neutrino.api.resources.dhcp_ports import DhcpPorts
 from neutrino.context import RequestContext
 from neutrino.db.outbox import Change
 from neutrino.db.schema import ip_allocations, networks, ports, subnets
@@ -69,6 +70,8 @@ class Subnets(Resource):
     collection = "subnets"
     table = subnets
     attributes = ATTRIBUTES
+    #: keeps each network's DHCP port (set by the NetworkingApi, which knows the Ports resource)
+    dhcp_ports: DhcpPorts | None = None
 
     def scope(self, ctx: RequestContext) -> ColumnElement[bool]:
         if ctx.is_admin:
@@ -145,7 +148,11 @@ class Subnets(Resource):
         changes = [Change("subnet", row["id"], "create")]
         if is_auto_address(row):
             changes += self._address_existing_ports(conn, net.id, row["id"], plan.cidr)
+        changes += self._sync_dhcp(conn, net.id)
         return row["id"], changes
+
+    def _sync_dhcp(self, conn: Connection, network_id: str) -> list[Change]:
+        return self.dhcp_ports.sync(conn, network_id) if self.dhcp_ports is not None else []
 
     def _address_existing_ports(
         self, conn: Connection, network_id: str, subnet_id: str, cidr: str
@@ -210,7 +217,10 @@ class Subnets(Resource):
             if key in values:
                 columns[key] = values[key]
         self.touch(conn, current["id"], columns)
-        return [Change("subnet", current["id"], "update")]
+        changes = [Change("subnet", current["id"], "update")]
+        if "enable_dhcp" in values:
+            changes += self._sync_dhcp(conn, current["network_id"])
+        return changes
 
     def delete(
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any]
@@ -233,6 +243,7 @@ class Subnets(Resource):
         conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
         self.hints.reset(subnet_id)
         changes = [Change("port", pid, "update") for pid, _owner in holders]
+        changes += self._sync_dhcp(conn, current["network_id"])
         return [*changes, Change("subnet", subnet_id, "delete")]
 
     def check_writable(self, ctx: RequestContext, current: dict[str, Any]) -> None:
