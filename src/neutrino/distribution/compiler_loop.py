@@ -19,7 +19,9 @@ items deleted.
 
 In the server the loop is an asyncio task (`run_forever`) woken by every committed write; the
 blocking database and compiler work runs in a worker thread. Tests call `run_once()`.
-Only one server should run the loop (several servers on one PostgreSQL: see docs).
+With several servers on one database only the leader runs passes (`neutrino.distribution.leader`:
+a PostgreSQL advisory lock, or a lock file beside an SQLite database); the others stand by and
+take over, with a full recompile, when the leader's lock goes away.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlalchemy import Connection, select
 from neutrino.db.engine import Database
 from neutrino.db.outbox import Change, changes_since, current_revision
 from neutrino.db.schema import chassis as chassis_table
+from neutrino.distribution.leader import Leadership
 from neutrino.distribution.store import PolicyStore
 from neutrino.policy.model import Document
 
@@ -77,6 +80,7 @@ class CompilerLoop:
         self.compiler = compiler
         self.before: Any = None  # the intent of the last pass (None: compile every chassis)
         self._lock = threading.Lock()  # one pass at a time
+        self.leadership = Leadership(db)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -132,17 +136,23 @@ class CompilerLoop:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._wake.set()  # the first pass compiles every chassis
-        while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the event is set, and the app's shutdown would wait forever
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_seconds):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await asyncio.to_thread(self.run_once)
-            except Exception:
-                log.exception("compiler pass failed; retrying")
-                self.before = None  # recompile everything next time
-                await asyncio.sleep(1.0)
-                self._wake.set()
+        try:
+            while True:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the event is set, and the app's shutdown would wait forever
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_seconds):
+                        await self._wake.wait()
+                self._wake.clear()
+                try:
+                    if not await asyncio.to_thread(self.leadership.acquire):
+                        self.before = None  # on standby: a future leadership starts afresh
+                        continue
+                    await asyncio.to_thread(self.run_once)
+                except Exception:
+                    log.exception("compiler pass failed; retrying")
+                    self.before = None  # recompile everything next time
+                    await asyncio.sleep(1.0)
+                    self._wake.set()
+        finally:
+            self.leadership.release()
