@@ -43,6 +43,10 @@ def server(
     unix_socket: Path | None = typer.Option(
         None, help="Also serve on this unix socket (agents in other network namespaces reach "
         "the server through it)."),
+    compute_url: str | None = typer.Option(
+        None, envvar="NEUTRINO_COMPUTE_URL", help="Nova's endpoint (e.g. http://127.0.0.1:8774): "
+        "port status changes are posted to its /v2.1/os-server-external-events as "
+        "network-vif-plugged / network-vif-unplugged."),
 ) -> None:
     """Run the API server (Neutron v2.0 + Keystone v3 subset)."""
     import uvicorn
@@ -53,7 +57,7 @@ def server(
         raise typer.BadParameter("--auth must be keystone or noauth")
     settings = Settings(host=host, port=port, state_dir=state_dir.expanduser(),
                         database=database, auth=auth, keystone_url=keystone_url,
-                        admin_password=admin_password)
+                        admin_password=admin_password, compute_url=compute_url)
     logging.basicConfig(level=log_level.upper())
     built = build_server(settings)
     if built.generated_password:
