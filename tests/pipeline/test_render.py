@@ -242,3 +242,132 @@ def test_dhcp_is_not_intercepted_without_a_server_or_without_enable_dhcp() -> No
         flows = render_chassis(documents, {"p1": VIF}, {"host2": TUNNEL},  # type: ignore[arg-type]
                                dhcp_ofport=dhcp_port)
         assert not [line for line in lines(flows, "native_dhcp") if "reg6=10" in line]
+
+
+# --- provider networks (flat / vlan through a bridge mapping) ------------------------------------
+
+PATCH, VID = 2, 123
+
+
+def _provider_documents(network_type: str = "vlan", segmentation_id: int | None = VID,
+                        physical_network: str = "physnet1") -> dict[str, object]:
+    documents = dict(chassis_documents("p1"))
+    key = item_key("host1", "network", NETWORK_ID)
+    network = documents[key]
+    assert isinstance(network, NetworkPolicy)
+    documents[key] = network.model_copy(update={
+        "network_type": network_type, "segmentation_id": segmentation_id,
+        "physical_network": physical_network, "mtu": 1500})
+    return documents
+
+
+def render_provider(network_type: str = "vlan", segmentation_id: int | None = VID,
+                    patches: dict[str, int] | None = None, **network: str) -> list[Flow]:
+    """p1 local on a flat / vlan network (remote port p2 on host2, which also has a tunnel)."""
+    return render_chassis(_provider_documents(network_type, segmentation_id, **network),  # type: ignore[arg-type]
+                          {"p1": VIF}, {"host2": TUNNEL},
+                          provider_ofports={"physnet1": PATCH} if patches is None else patches)
+
+
+def test_a_vlan_network_is_classified_by_patch_port_and_vlan_id_and_untagged() -> None:
+    assert ("classify 100 in_port=2,dl_vlan=123 pop_vlan,set_field:0x5->metadata,set_field:0x5->reg5,"
+            "set_field:0x1->reg0,resubmit(,l2_lookup)") in lines(render_provider(), "classify")
+    # a vlan network is never reached through a tunnel
+    assert not any("tun_id" in line for line in lines(render_provider(), "classify"))
+
+
+def test_a_vlan_network_floods_locally_first_then_tagged_to_the_physical_network() -> None:
+    assert lines(render_provider(), "l2_lookup") == [
+        "l2_lookup 100 metadata=5,dl_dst=fa:16:3e:00:00:01 set_field:0xa->reg7,resubmit(,acl_ingress)",
+        # the remote port p2 (bound to host2) is reached through the physical network
+        "l2_lookup 100 metadata=5,reg0=0/0x1,dl_dst=fa:16:3e:00:00:02 "
+        "push_vlan:0x8100,set_field:4219->vlan_vid,output:2",
+        "l2_lookup 20 metadata=5,reg0=0x1/0x1,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 "
+        "set_field:0xa->reg7,resubmit(,output)",
+        "l2_lookup 15 metadata=5,reg0=0x1/0x1 drop",
+        "l2_lookup 10 metadata=5 set_field:0xa->reg7,resubmit(,output),"
+        "push_vlan:0x8100,set_field:4219->vlan_vid,output:2",
+        "l2_lookup 0 * drop",
+    ]
+
+
+def test_a_remote_port_of_a_vlan_network_goes_to_the_patch_port_never_a_tunnel() -> None:
+    flows = render_provider()
+    remote = [f for f in flows if f.stage == "l2_lookup" and ("dl_dst", MAC["p2"]) in f.match]
+    assert len(remote) == 1
+    assert remote[0].actions[-1] == f"output:{PATCH}"
+    assert not any("tun_id" in a or a == f"output:{TUNNEL}" for f in flows for a in f.actions)
+    # its address is still answered locally (ARP never leaves for the physical network)
+    assert any("arp_tpa=10.0.0.2 " in line for line in lines(flows, "arp_nd_responder"))
+
+
+def test_a_flat_network_is_untagged_both_ways() -> None:
+    flows = render_provider("flat", None)
+    assert ("classify 100 in_port=2,vlan_tci=0x0000/0x1fff set_field:0x5->metadata,"
+            "set_field:0x5->reg5,set_field:0x1->reg0,resubmit(,l2_lookup)") in lines(flows, "classify")
+    got = lines(flows, "l2_lookup")
+    assert "l2_lookup 100 metadata=5,reg0=0/0x1,dl_dst=fa:16:3e:00:00:02 output:2" in got
+    assert "l2_lookup 10 metadata=5 set_field:0xa->reg7,resubmit(,output),output:2" in got
+    assert not any("vlan" in a for f in flows for a in f.actions)
+
+
+@pytest.mark.parametrize("network_type", ["vlan", "flat"])
+def test_without_a_patch_port_a_provider_network_only_connects_its_local_ports(network_type: str) -> None:
+    segmentation_id = VID if network_type == "vlan" else None
+    for flows in (render_provider(network_type, segmentation_id, patches={}),
+                  render_provider(network_type, segmentation_id, patches={"public": PATCH}),
+                  render_chassis(_provider_documents(network_type, segmentation_id),  # type: ignore[arg-type]
+                                 {"p1": VIF}, {"host2": TUNNEL})):
+        assert lines(flows, "classify")[:-1] == [line for line in lines(flows, "classify")
+                                                 if "in_port=10 " in line]
+        assert lines(flows, "l2_lookup") == [
+            "l2_lookup 100 metadata=5,dl_dst=fa:16:3e:00:00:01 set_field:0xa->reg7,resubmit(,acl_ingress)",
+            "l2_lookup 10 metadata=5 set_field:0xa->reg7,resubmit(,output)",
+            "l2_lookup 0 * drop",
+        ]
+        assert not any(f"output:{PATCH}" in a or "tun_id" in a for f in flows for a in f.actions)
+
+
+def test_a_vlan_network_without_a_usable_vlan_id_never_leaves_the_chassis() -> None:
+    flows = render_provider("vlan", None)
+    assert not any(f"output:{PATCH}" in a for f in flows for a in f.actions)
+    assert not any(("in_port", str(PATCH)) in f.match for f in flows)
+
+
+def test_two_vlan_networks_on_one_physnet_are_told_apart_by_their_vlan_id() -> None:
+    documents = _provider_documents()
+    other = NetworkPolicy(id="net2", network_type="vlan", segmentation_id=124,
+                          physical_network="physnet1", tunnel_key=6, mtu=1500)
+    documents[item_key("host1", "network", "net2")] = other
+    documents[item_key("host1", "port", "p3")] = port("p1", id="p3", network_id="net2",
+                                                       mac_address="fa:16:3e:00:00:03",
+                                                       fixed_ips=())
+    flows = render_chassis(documents, {"p1": VIF, "p3": VIF + 1}, {},  # type: ignore[arg-type]
+                           ct_zones={NETWORK_ID: 1, "net2": 2}, provider_ofports={"physnet1": PATCH})
+    got = lines(flows, "classify")
+    assert any(line.startswith("classify 100 in_port=2,dl_vlan=123 ") and "0x5->metadata" in line
+               for line in got)
+    assert any(line.startswith("classify 100 in_port=2,dl_vlan=124 ") and "0x6->metadata" in line
+               for line in got)
+    flood = {dict(f.match)["metadata"]: f.actions for f in flows
+             if f.stage == "l2_lookup" and f.priority == 10}
+    assert flood["6"] == ("set_field:0xb->reg7", "resubmit(,70)", "push_vlan:0x8100",
+                          "set_field:4220->vlan_vid", "output:2")
+
+
+def test_provider_network_flow_counts() -> None:
+    """Per network: 4 with a patch port (classify 1 + l2_lookup 3), 1 without (the local flood);
+    per remote port 2 (l2_lookup + ARP reply), as with tunnels."""
+    with_patch, without = render_provider(), render_provider(patches={})
+    assert len(with_patch) - len(without) == 4 - 1 + 1  # + the l2_lookup flow of remote port p2
+    docs = _provider_documents()
+    key = item_key("host1", "network", NETWORK_ID)
+    network = docs[key]
+    assert isinstance(network, NetworkPolicy)
+    more = tuple(RemotePort(id=f"r{i}", mac_address=f"fa:16:3e:00:01:{i:02x}",
+                            ip_addresses=(f"10.0.2.{i}",), chassis="host2") for i in range(10))
+    docs[key] = network.model_copy(update={"remote_ports": network.remote_ports + more})
+    grown = render_chassis(docs, {"p1": VIF}, {}, provider_ofports={"physnet1": PATCH})  # type: ignore[arg-type]
+    assert len(grown) - len(with_patch) == 2 * len(more)
+    for flow in grown:
+        check_flow(flow)

@@ -5,7 +5,10 @@ What it reads: the VIFs plugged into br-int the way Nova's os-vif plugs them
 their OpenFlow port numbers and link state, and what the host says about itself in the
 `Open_vSwitch` row's external_ids (`system-id`, `neutrino-encap-ip`,
 `neutrino-bridge-mappings`). What it writes: the tunnel ports of br-int, one per peer chassis,
-named `tn-<hash of the peer's name>`, with `options:remote_ip` and `options:key=flow`.
+named `tn-<hash of the peer's name>`, with `options:remote_ip` and `options:key=flow`; and one
+pair of patch ports per bridge mapping whose provider bridge exists, `int-<bridge>` on br-int and
+`phy-<bridge>` on the provider bridge, marked `external_ids:neutrino-physnet=<physnet>` (the
+provider bridge itself is the host's: its flows are left alone, so it keeps OVS's NORMAL).
 
 ovsdbapp keeps a replica of the tables up to date in its own thread; `on_change` is called from
 that thread whenever an Interface row changes, so callers must only schedule work from it.
@@ -25,6 +28,8 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
 TUNNEL_PREFIX = "tn-"
 ZONE_KEY = "neutrino-ct-zone-"
+PHYSNET_KEY = "neutrino-physnet"  # external_ids of the patch ports to the provider bridges
+IFNAME_MAX = 15
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,16 @@ class TunnelSpec:
 def tunnel_port_name(chassis: str) -> str:
     """A stable interface name (<= 15 characters) for the tunnel to `chassis`."""
     return TUNNEL_PREFIX + hashlib.sha256(chassis.encode()).hexdigest()[:11]
+
+
+def patch_port_names(bridge: str) -> tuple[str, str]:
+    """The patch port pair between br-int and provider bridge `bridge`: (`int-<bridge>` on br-int,
+    `phy-<bridge>` on `bridge`), as Neutron's OVS agent names them; a hash of the bridge name
+    instead when that would be longer than 15 characters."""
+    if len(f"int-{bridge}") <= IFNAME_MAX:
+        return f"int-{bridge}", f"phy-{bridge}"
+    digest = hashlib.sha256(bridge.encode()).hexdigest()[:IFNAME_MAX - 4]
+    return f"int-{digest}", f"phy-{digest}"
 
 
 class _InterfaceChanged(event.RowEvent):
@@ -164,6 +179,57 @@ class HostOvsdb:
                         ("external_ids", {"neutrino-peer": peer}),
                     ))
 
+    def ensure_provider_patches(self, mappings: Mapping[str, str]) -> dict[str, int]:
+        """Patch br-int to the provider bridge of every bridge mapping (physnet -> bridge) whose
+        bridge exists, in one OVSDB transaction (none when everything is right); remove patch
+        ports of ours that no mapping wants any more.  Returns physnet -> ofport of its patch
+        port on br-int (only ports that are attached)."""
+        with self._lock:
+            bridges = {b.name: b for b in self._rows("Bridge")}
+            wanted: dict[str, tuple[str, str, str]] = {}  # interface name -> (bridge, peer, physnet)
+            ours: dict[str, str] = {}  # physnet -> its br-int patch port
+            for physnet, bridge in sorted(mappings.items()):
+                if bridge not in bridges or bridge == self.bridge:
+                    continue
+                int_name, phy_name = patch_port_names(bridge)
+                wanted[int_name] = (self.bridge, phy_name, physnet)
+                wanted[phy_name] = (bridge, int_name, physnet)
+                ours[physnet] = int_name
+            found: dict[str, tuple[str, Any]] = {}  # interface name -> (bridge, row), ours only
+            for bridge in bridges.values():
+                for port in bridge.ports:
+                    for iface in port.interfaces:
+                        if PHYSNET_KEY in dict(iface.external_ids):
+                            found[iface.name] = (bridge.name, iface)
+            stale = [(bridge, name) for name, (bridge, _) in found.items()
+                     if name not in wanted or wanted[name][0] != bridge]
+            missing = []
+            for name, (bridge, peer, physnet) in wanted.items():
+                have = found.get(name)
+                right = have is not None and have[0] == bridge and have[1].type == "patch" \
+                    and dict(have[1].options) == {"peer": peer} \
+                    and dict(have[1].external_ids).get(PHYSNET_KEY) == physnet
+                if not right:
+                    missing.append((name, bridge, peer, physnet))
+            if stale or missing:
+                with self.api.transaction(check_error=True) as txn:
+                    for bridge, name in stale:
+                        txn.add(self.api.del_port(name, bridge=bridge, if_exists=True))
+                    for name, bridge, peer, physnet in missing:
+                        if name not in found or found[name][0] != bridge:
+                            txn.add(self.api.add_port(bridge, name, may_exist=True))
+                        txn.add(self.api.db_set("Interface", name, ("type", "patch"),
+                                                ("options", {"peer": peer}),
+                                                ("external_ids", {PHYSNET_KEY: physnet})))
+            out: dict[str, int] = {}
+            by_name = {iface.name: iface for iface in self._bridge_interfaces()}
+            for physnet, name in ours.items():
+                iface = by_name.get(name)
+                ofport = int(iface.ofport[0]) if iface is not None and iface.ofport else -1
+                if ofport > 0:
+                    out[physnet] = ofport
+            return out
+
     def ct_zones(self, network_ids: set[str]) -> dict[str, int]:
         """Conntrack zones of the networks on this chassis, kept in br-int's external_ids
         (`neutrino-ct-zone-<network id>`), so a restarted agent keeps every connection's zone.
@@ -192,4 +258,4 @@ class HostOvsdb:
         self.connection.stop()
 
 
-__all__ = ["HostOvsdb", "TunnelSpec", "Vif", "tunnel_port_name"]
+__all__ = ["HostOvsdb", "TunnelSpec", "Vif", "patch_port_names", "tunnel_port_name"]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Mapping
@@ -46,6 +48,14 @@ from neutrino.policy.model import (
 log = logging.getLogger(__name__)
 
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
+
+# policy document fields checked on the way in (Agent._check_values)
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC_FIELDS = frozenset({"mac_address", "dhcp_server_mac"})
+_IP_FIELDS = frozenset({"ip_address", "ip_addresses", "cidr", "gateway_ip", "dns_nameservers",
+                        "destination", "nexthop", "dhcp_server_ip", "remote_ip_prefix", "ipv4",
+                        "ipv6", "ip"})
+_NUMBER_LIMITS = {"protocol": 255, "port_range_min": 65535, "port_range_max": 65535}
 
 
 @dataclass
@@ -182,20 +192,67 @@ class Agent:
                     self.apply_message(orjson.loads(line))
 
     def apply_message(self, message: Mapping[str, Any]) -> None:
+        """Take one stream message into `desired`. Never raises on bad input (the stream would
+        resume from the same revision and fail again forever): an item whose key or document
+        is invalid is logged at ERROR with its key and the reason, and left out (a change that
+        makes an item invalid removes it: fail closed); the other items still apply. A message
+        without its type's fields is logged and ignored."""
         kind = message.get("type")
-        if kind == "snapshot":
-            self.desired = {key: load_document(parse_key(key)[1], doc)
-                            for key, doc in message["items"].items()}
-        elif kind == "change":
-            key = message["key"]
-            if message.get("document") is None:
-                self.desired.pop(key, None)
-            else:
-                self.desired[key] = load_document(parse_key(key)[1], message["document"])
-        else:
+        if kind not in ("snapshot", "change"):
             return
-        self.revision = max(self.revision, int(message["revision"]))
+        try:
+            revision = int(message["revision"])
+            if kind == "snapshot":
+                items = message["items"]
+                if not isinstance(items, Mapping):
+                    raise TypeError(f"items is a {type(items).__name__}, not an object")
+                loaded = {key: self._load_item(key, doc) for key, doc in items.items()}
+                self.desired = {key: doc for key, doc in loaded.items() if doc is not None}
+            else:
+                key = message["key"]
+                document = message.get("document")
+                loaded_doc = None if document is None else self._load_item(key, document)
+                if loaded_doc is None:
+                    self.desired.pop(key, None)
+                else:
+                    self.desired[key] = loaded_doc
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("ignoring a malformed policy %s message (%s): %.300r", kind, exc, message)
+            return
+        self.revision = max(self.revision, revision)
         self._wake.set()
+
+    def _load_item(self, key: Any, data: Any) -> Document | None:
+        """The document of one policy item, or None (logged at ERROR) if it is not valid here."""
+        try:
+            chassis, kind, _item_id = parse_key(key)
+            if chassis != self.config.host:
+                raise ValueError(f"an item of chassis {chassis!r}, not of {self.config.host!r}")
+            document = load_document(kind, data)
+            self._check_values(document)
+        except (AttributeError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+            log.error("skipping invalid policy item %s: %s", key, exc)
+            return None
+        return document
+
+    @staticmethod
+    def _check_values(value: Any, name: str = "") -> None:
+        """ValueError unless every MAC, IP address / prefix, IP protocol and L4 port in a document
+        is well formed: they go into flow matches verbatim, and one bad value would make the
+        renderer or ovs-ofctl refuse every flow of the chassis, not just this item's."""
+        if isinstance(value, Document):
+            for field_name in type(value).model_fields:
+                Agent._check_values(getattr(value, field_name), field_name)
+        elif isinstance(value, tuple):
+            for item in value:
+                Agent._check_values(item, name)
+        elif isinstance(value, str) and name in _MAC_FIELDS:
+            if not _MAC.match(value):
+                raise ValueError(f"{name}: {value!r} is not a MAC address")
+        elif isinstance(value, str) and name in _IP_FIELDS:
+            ipaddress.ip_network(value, strict=False)  # an address or a prefix
+        elif isinstance(value, int) and name in _NUMBER_LIMITS and not 0 <= value <= _NUMBER_LIMITS[name]:
+            raise ValueError(f"{name}: {value} is out of range 0-{_NUMBER_LIMITS[name]}")
 
     # --- reconciling ----------------------------------------------------------------------------
     async def _reconcile_forever(self) -> None:
@@ -218,6 +275,9 @@ class Agent:
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
                  if isinstance(doc, TunnelPolicy)}
         await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers)
+        # flat / vlan networks leave through the patch port to their physnet's provider bridge
+        provider = await asyncio.to_thread(self.ovsdb.ensure_provider_patches,
+                                           self.config.bridge_mappings)
         vifs = self.ovsdb.vifs()
         ports = {doc.id: doc for doc in documents.values() if isinstance(doc, PortPolicy)}
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
@@ -225,7 +285,8 @@ class Agent:
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
         self._update_leases(documents, local)
-        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport)
+        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
+                               provider_ofports=provider)
         await asyncio.to_thread(self.flows.apply, flows)
         self.realised = revision
         await self.report_ports(ports, {pid for pid, vif in vifs.items()

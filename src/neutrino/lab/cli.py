@@ -143,11 +143,17 @@ def up(
     server: str | None = typer.Option(None, "--server", help="Use this running server instead "
                                       "of starting one."),
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD"),
+    bridge_mapping: list[str] = typer.Option(
+        ["physnet1:br-physnet1"], "--bridge-mapping",
+        help="physnet:bridge (repeatable, or comma-separated): every host gets the provider "
+             "bridge, on a segment of that physical network shared by all hosts; "
+             "--bridge-mapping '' for none."),
 ) -> None:
     """Start the server, write clouds.yaml and start host1..hostN with their agents."""
     directory = _state_dir(state_dir)
 
     def work() -> None:
+        mappings = parse_bridge_mappings(bridge_mapping)
         require_lab_prerequisites()
         if LabState.exists(directory):
             raise LabError(f"a lab is already up in {directory}; run `neutrino lab down "
@@ -158,7 +164,7 @@ def up(
                  "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/db.sock",
                  "--admin-password-file", info["password_file"]]
         try:
-            lab = Lab.up(directory, hosts=hosts, agent_command=agent)
+            lab = Lab.up(directory, hosts=hosts, agent_command=agent, bridge_mappings=mappings)
         except BaseException:
             stop_lab_server(directory)
             raise
@@ -167,6 +173,21 @@ def up(
         console.print(f"  export OS_CLIENT_CONFIG_FILE={directory}/clouds.yaml OS_CLOUD={CLOUD}")
 
     fail_cleanly(work)
+
+
+def parse_bridge_mappings(items: list[str]) -> dict[str, str]:
+    """`["physnet1:br-physnet1", "a:br-a,b:br-b"]` -> {physnet: bridge}; empty items are skipped."""
+    mappings: dict[str, str] = {}
+    for item in (i.strip() for text in items for i in text.split(",")):
+        if not item:
+            continue
+        physnet, sep, bridge = item.partition(":")
+        if not sep or not physnet.strip() or not bridge.strip():
+            raise LabError(f"bad --bridge-mapping {item!r}: expected physnet:bridge")
+        if physnet.strip() in mappings:
+            raise LabError(f"physical network {physnet.strip()} is mapped twice")
+        mappings[physnet.strip()] = bridge.strip()
+    return mappings
 
 
 @lab_app.command()

@@ -9,7 +9,10 @@ Layout inside the namespace, OVS "userspace tunneling" style (all bridges datapa
              instances, tunnels and patch ports go here; the agent owns its flows.
     br-phy   owns the underlay NIC `eth-ul`; the host's underlay address sits on br-phy's tap,
              so the userspace datapath routes tunnel packets out through it.
-    br-ex... one provider bridge per bridge mapping (physnet -> bridge), empty for now.
+    br-physnet1... one provider bridge per bridge mapping (physnet -> bridge), NORMAL (a
+             learning switch), owning the host's NIC on that physical network,
+             `eth-<physnet>`: a veth to the physnet's bridge in the fabric namespace (see
+             `fabric`); the agent patches br-int to it (int-<bridge> / phy-<bridge>).
 
 The Open_vSwitch row's external_ids tell a future agent who it is and how to reach others,
 as OVN does: system-id / hostname (the host name), neutrino-encap-ip (underlay address),
@@ -29,13 +32,14 @@ from typing import Any, Literal, get_args
 
 from neutrino.lab import netns, process
 from neutrino.lab.errors import LabError
-from neutrino.lab.fabric import Fabric
+from neutrino.lab.fabric import Fabric, readable_ifname
 from neutrino.lab.ovs import OpenVSwitch
 from neutrino.lab.state import HostRecord
 
 INTEGRATION_BRIDGE = "br-int"
 UNDERLAY_BRIDGE = "br-phy"
 UNDERLAY_NIC = "eth-ul"
+PROVIDER_NIC_PREFIX = "eth-"  # the host's NIC on a physical network: eth-<physnet>
 OPENFLOW_PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow15"
 AGENT_START_TIMEOUT = 5.0  # seconds until the agent process must be inside the namespace
 
@@ -50,6 +54,15 @@ def check_host_name(name: str) -> str:
     if not _HOST_NAME.match(name) or name == "fabric":
         raise LabError(f"invalid host name {name!r}: 1-12 lower-case letters and digits, "
                        "starting with a letter (e.g. host1)")
+    return name
+
+
+def provider_nic(physnet: str) -> str:
+    """The host's NIC on physical network `physnet` (a port of its provider bridge):
+    `eth-<physnet>`, or `eth-<hash>` when that is not a short plain name."""
+    name = readable_ifname(PROVIDER_NIC_PREFIX + physnet, PROVIDER_NIC_PREFIX, physnet)
+    if name == UNDERLAY_NIC:  # a physnet called "ul"
+        name = readable_ifname("", PROVIDER_NIC_PREFIX, physnet)
     return name
 
 
@@ -78,6 +91,8 @@ class HostStatus:
     agent_configured: bool
     link_up: bool | None  # fabric-side port administratively up (None: missing)
     bridges: list[str] = field(default_factory=list)
+    # physnet -> its fabric-side port administratively up (None: missing); not part of healthy
+    provider_links: dict[str, bool | None] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -135,6 +150,8 @@ class LabHost:
         with the namespace)."""
         netns.create_namespace(self.namespace)
         self.fabric.attach(self.name, self.namespace, UNDERLAY_NIC)
+        for physnet in sorted(self.record.bridge_mappings):
+            self.fabric.attach_physnet(physnet, self.name, self.namespace, provider_nic(physnet))
         self.ovs.start()
         mappings = ",".join(f"{k}:{v}" for k, v in sorted(self.record.bridge_mappings.items()))
         self.ovs.vsctl(
@@ -162,7 +179,8 @@ class LabHost:
         for physnet, bridge in sorted(self.record.bridge_mappings.items()):
             args += ["--", "--may-exist", "add-br", bridge,
                      "--", "set", "Bridge", bridge, "datapath_type=netdev",
-                     f"external_ids:neutrino-physnet={physnet}"]
+                     f"external_ids:neutrino-physnet={physnet}",
+                     "--", "--may-exist", "add-port", bridge, provider_nic(physnet)]
         return args
 
     def stop(self) -> None:
@@ -171,6 +189,8 @@ class LabHost:
         self.stop_agent()
         self.ovs.stop()
         self.fabric.detach(self.name)
+        for physnet in sorted(self.record.bridge_mappings):
+            self.fabric.detach_physnet(physnet, self.name)
         netns.delete_namespace(self.namespace)
 
     # --- the agent hook ---------------------------------------------------------------------
@@ -283,7 +303,10 @@ class LabHost:
             ovs_vswitchd_pid=self.ovs.pid("ovs-vswitchd"), agent_pid=self.agent_pid(),
             agent_configured=bool(self.record.agent_command),
             link_up=self.fabric.port_up(self.name) if self.fabric.exists() else None,
-            bridges=bridges)
+            bridges=bridges,
+            provider_links={physnet: self.fabric.physnet_port_up(physnet, self.name)
+                            if self.fabric.exists() else None
+                            for physnet in sorted(self.record.bridge_mappings)})
 
     def exec(self, argv: list[str], *, check: bool = True,
              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,8 @@ May touch: what its parts may touch (see `fabric`, `host`, `instance`, `state`);
 only sequences them and keeps `lab.json` in step.  This is what `neutrino lab ...` commands
 drive; each command is its own process:
 
-    lab = Lab.up(state_dir, hosts=2)              # neutrino lab up (the datapath part)
+    lab = Lab.up(state_dir, hosts=2,              # neutrino lab up (the datapath part)
+                 bridge_mappings={"physnet1": "br-physnet1"})
     with Lab.session(state_dir) as lab:           # any later command: lock, load, ..., save
         lab.plug("vm1", "host1", port_id=...)     # neutrino lab boot (the datapath part)
         lab.host("host2").fail("vswitchd")
@@ -47,7 +48,10 @@ class Lab:
            underlay_mtu: int = 1500, bridge_mappings: dict[str, str] | None = None,
            agent_command: Sequence[str] | None = None) -> Lab:
         """Create the fabric and hosts host1..host<hosts>.  On any failure, remove whatever was
-        made and raise.  A LabError if a lab is already up in `state_dir`."""
+        made and raise.  A LabError if a lab is already up in `state_dir`.
+
+        `bridge_mappings` (physnet -> bridge, the same on every host): each host gets that
+        provider bridge with a NIC on the physnet's shared segment in the fabric namespace."""
         require_lab_prerequisites()
         if not 1 <= hosts <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}")
@@ -208,7 +212,8 @@ class Lab:
             "prefix": self.state.prefix,
             "underlay": self.state.underlay,
             "fabric": {"namespace": self.fabric.namespace, "exists": self.fabric.exists(),
-                       "address": str(self.fabric.gateway)},
+                       "address": str(self.fabric.gateway),
+                       "physnet_bridges": self.fabric.physnet_bridges()},
             "hosts": [host.status().as_dict() for host in self.hosts],
             "instances": [inst.status().as_dict() for inst in self.instances],
         }

@@ -1,6 +1,7 @@
 """Render one chassis's policy documents into br-int flows.  PURE: documents in, flows out.
 
-`render_chassis(documents, local_ofports, tunnel_ofports)` is all there is.  Every flow's cookie
+`render_chassis(documents, local_ofports, tunnel_ofports, ..., provider_ofports=...)` is all
+there is.  Every flow's cookie
 comes from the policy item that produced it (`cookie_for(kind, id)`; chassis-wide flows use
 `cookie_for("pipeline", "static")`), so the agent can find one item's flows.  A flow built from
 several items (a conjunction clause shared by two rules) takes the cookie of the first item in
@@ -8,8 +9,11 @@ sorted order.
 
 Keys inside the pipeline: a network is its `tunnel_key` (metadata) and a ct zone (reg5), a local
 port is its ofport on br-int (reg6 / reg7); on the wire a network is its segmentation_id (VNI,
-tun_id).  A port is rendered only when it is in `local_ofports` (its VIF is plugged) and
-admin_state_up; a remote port / flood chassis only when its chassis is in `tunnel_ofports`.
+tun_id; for a vlan network the VLAN id of its tag on the physical network, a flat network is
+untagged).  A port is rendered only when it is in `local_ofports` (its VIF is plugged) and
+admin_state_up; a remote port / flood chassis of an overlay network only when its chassis is in
+`tunnel_ofports`; the provider side of a flat / vlan network only when its physical network has
+a patch port on br-int (`provider_ofports`).
 
 Security groups (stateful): conjunctions, so the flow count grows with ports + rules +
 addresses, not their product.  Per rule: clause 1 = "the port is in the group" (one flow per
@@ -38,7 +42,7 @@ from neutrino.pipeline.flows import (
     load,
     resubmit,
 )
-from neutrino.pipeline.stages import FLAG_FROM_TUNNEL, FLAG_NO_PORT_SECURITY
+from neutrino.pipeline.stages import FLAG_FROM_OUTSIDE, FLAG_NO_PORT_SECURITY
 from neutrino.policy.model import (
     AddressSetPolicy,
     Document,
@@ -77,7 +81,8 @@ class _Chassis:
 def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
                    tunnel_ofports: Mapping[str, int],
                    ct_zones: Mapping[str, int] | None = None,
-                   dhcp_ofport: int | None = None) -> list[Flow]:
+                   dhcp_ofport: int | None = None,
+                   provider_ofports: Mapping[str, int] | None = None) -> list[Flow]:
     """All br-int flows for one chassis, sorted by (stage, priority, match).
 
     `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates them
@@ -89,6 +94,9 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
     `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy items
     are not needed here: `tunnel_ofports` says which peers have a tunnel port and its ofport).
     `local_ofports`: port id -> ofport of its plugged VIF.  `tunnel_ofports`: peer chassis -> ofport.
+    `provider_ofports`: physical network -> ofport of the patch port on br-int that leads to its
+    provider bridge (the agent makes one per bridge mapping); flat / vlan networks reach other
+    chassis through it. None = no bridge mappings here.
     """
     chassis = _Chassis()
     for document in documents.values():
@@ -109,7 +117,8 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
     zones = {n.id: _zone(n, ct_zones) for n in chassis.networks.values()}
     for network in sorted(chassis.networks.values(), key=lambda n: n.id):
         members = [p for p in ports if p.network_id == network.id]
-        flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id])
+        flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id],
+                                provider_ofports or {})
         if dhcp_ofport is not None:
             flows += _dhcp_server_arp_flows(network)
     for port in ports:
@@ -208,15 +217,47 @@ def _zone(network: NetworkPolicy, ct_zones: Mapping[str, int] | None) -> int:
 
 
 def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+                   tunnel_ofports: Mapping[str, int], zone: int,
+                   provider_ofports: Mapping[str, int] | None = None) -> list[Flow]:
+    if network.network_type in ("geneve", "vxlan"):
+        flows = _overlay_flows(network, members, local_ofports, tunnel_ofports, zone)
+    else:
+        flows = _provider_flows(network, members, local_ofports, provider_ofports or {}, zone)
+    # ARP responder for the remote ports' addresses
+    cookie = cookie_for("network", network.id)
+    for remote in sorted(network.remote_ports, key=lambda r: r.id):
+        for address in remote.ip_addresses:
+            if ipaddress.ip_address(address).version == 4:
+                flows.append(_arp_reply(network.tunnel_key, address, remote.mac_address, cookie))
+    return flows
+
+
+def _to_locals(members: list[PortPolicy], local_ofports: Mapping[str, int]) -> list[str]:
+    """Actions that copy the frame to every local port of the network (through `output`)."""
+    actions: list[str] = []
+    for port in members:
+        actions += [load(local_ofports[port.id], "reg7"), resubmit("output")]
+    return actions
+
+
+def _from_outside_flows(key: int, to_locals: list[str], cookie: int) -> list[Flow]:
+    """From a tunnel or a provider network: broadcast/multicast to the local ports only; unknown
+    unicast is dropped (the sender's side flooded it everywhere already)."""
+    outside = f"{FLAG_FROM_OUTSIDE:#x}/{FLAG_FROM_OUTSIDE:#x}"
+    return [Flow.make("l2_lookup", 20, {"metadata": key, "reg0": outside, "dl_dst": BROADCAST_MASK},
+                      to_locals, cookie),
+            Flow.make("l2_lookup", 15, {"metadata": key, "reg0": outside}, (), cookie)]
+
+
+def _overlay_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
                    tunnel_ofports: Mapping[str, int], zone: int) -> list[Flow]:
+    """A geneve / vxlan network: other chassis are reached through tunnels (VNI in tun_id)."""
     cookie = cookie_for("network", network.id)
     key, vni = network.tunnel_key, _vni(network)
     flows: list[Flow] = []
-    if network.network_type not in ("geneve", "vxlan"):
-        return flows  # flat / vlan: provider bridges are not rendered yet
     peers = sorted({c for c in network.flood_chassis if c in tunnel_ofports}
                    | {r.chassis for r in network.remote_ports if r.chassis in tunnel_ofports})
-    from_tunnel = [load(key, "metadata"), load(zone, "reg5"), load(FLAG_FROM_TUNNEL, "reg0"),
+    from_tunnel = [load(key, "metadata"), load(zone, "reg5"), load(FLAG_FROM_OUTSIDE, "reg0"),
                    resubmit("l2_lookup")]
     for peer in peers:
         flows.append(Flow.make("classify", 100, {"in_port": tunnel_ofports[peer], "tun_id": vni},
@@ -226,26 +267,62 @@ def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofpo
         if remote.chassis in tunnel_ofports:
             flows.append(Flow.make(
                 "l2_lookup", 100,
-                {"metadata": key, "reg0": f"0/{FLAG_FROM_TUNNEL:#x}", "dl_dst": remote.mac_address},
+                {"metadata": key, "reg0": f"0/{FLAG_FROM_OUTSIDE:#x}", "dl_dst": remote.mac_address},
                 [load(vni, "tun_id"), f"output:{tunnel_ofports[remote.chassis]}"], cookie))
     # broadcast, multicast and unknown unicast: every local port (+ the flood chassis if local)
-    to_locals: list[str] = []
-    for port in members:
-        to_locals += [load(local_ofports[port.id], "reg7"), resubmit("output")]
+    to_locals = _to_locals(members, local_ofports)
     to_tunnels = [load(vni, "tun_id")] if network.flood_chassis else []
     to_tunnels += [f"output:{tunnel_ofports[c]}" for c in sorted(set(network.flood_chassis))
                    if c in tunnel_ofports]
-    tunnel_flag = f"{FLAG_FROM_TUNNEL:#x}/{FLAG_FROM_TUNNEL:#x}"
-    # from a tunnel: broadcast/multicast to the local ports only; unknown unicast is dropped
-    flows.append(Flow.make("l2_lookup", 20, {"metadata": key, "reg0": tunnel_flag, "dl_dst": BROADCAST_MASK},
-                           to_locals, cookie))
-    flows.append(Flow.make("l2_lookup", 15, {"metadata": key, "reg0": tunnel_flag}, (), cookie))
+    flows += _from_outside_flows(key, to_locals, cookie)
     flows.append(Flow.make("l2_lookup", 10, {"metadata": key}, to_locals + to_tunnels, cookie))
-    # ARP responder for the remote ports' addresses
+    return flows
+
+
+def provider_vlan(network: NetworkPolicy) -> int | None:
+    """The VLAN id of a vlan network's frames on its physical network (None: untagged, i.e. a
+    flat network, or a vlan network without a valid VLAN id, which is never connected)."""
+    if network.network_type == "vlan" and network.segmentation_id is not None \
+            and 1 <= network.segmentation_id <= 4094:
+        return network.segmentation_id
+    return None
+
+
+def _provider_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+                    provider_ofports: Mapping[str, int], zone: int) -> list[Flow]:
+    """A flat / vlan network: other chassis are reached through the physical network, out of the
+    patch port to the provider bridge of its bridge mapping (tagged with the VLAN id for vlan);
+    no tunnels.  Without a patch port for its physical network here, only the local ports of
+    the network reach each other."""
+    cookie = cookie_for("network", network.id)
+    key = network.tunnel_key
+    vid = provider_vlan(network)
+    patch = provider_ofports.get(network.physical_network or "")
+    if network.network_type == "vlan" and vid is None:
+        patch = None  # no usable VLAN id: never leak its frames untagged
+    to_locals = _to_locals(members, local_ofports)
+    if patch is None:
+        return [Flow.make("l2_lookup", 10, {"metadata": key}, to_locals, cookie)]
+    flows: list[Flow] = []
+    # from the physical network: the VLAN id (or no tag, flat) -> network; strip the tag
+    from_provider = [load(key, "metadata"), load(zone, "reg5"), load(FLAG_FROM_OUTSIDE, "reg0"),
+                     resubmit("l2_lookup")]
+    if vid is not None:
+        flows.append(Flow.make("classify", 100, {"in_port": patch, "dl_vlan": vid},
+                               ["pop_vlan", *from_provider], cookie))
+    else:
+        flows.append(Flow.make("classify", 100, {"in_port": patch, "vlan_tci": "0x0000/0x1fff"},
+                               from_provider, cookie))
+    # to the physical network: tag last, after the local copies (they must stay untagged)
+    to_provider = ([] if vid is None else ["push_vlan:0x8100", f"set_field:{0x1000 | vid}->vlan_vid"])
+    to_provider.append(f"output:{patch}")
     for remote in sorted(network.remote_ports, key=lambda r: r.id):
-        for address in remote.ip_addresses:
-            if ipaddress.ip_address(address).version == 4:
-                flows.append(_arp_reply(key, address, remote.mac_address, cookie))
+        flows.append(Flow.make(
+            "l2_lookup", 100,
+            {"metadata": key, "reg0": f"0/{FLAG_FROM_OUTSIDE:#x}", "dl_dst": remote.mac_address},
+            to_provider, cookie))
+    flows += _from_outside_flows(key, to_locals, cookie)
+    flows.append(Flow.make("l2_lookup", 10, {"metadata": key}, to_locals + to_provider, cookie))
     return flows
 
 

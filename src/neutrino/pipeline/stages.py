@@ -6,8 +6,9 @@ flow that matches a field its stage does not declare or jumps to a stage its sta
 keeps the doc's two tables equal to `STAGES` and `REGISTERS`.
 
 A packet from a local VIF walks classify -> port_security_ingress_from_vif -> arp_nd_responder ->
-acl_egress -> l2_lookup -> acl_ingress -> output (or leaves from l2_lookup into a tunnel); a
-packet from a tunnel walks classify -> l2_lookup -> acl_ingress -> output.
+acl_egress -> l2_lookup -> acl_ingress -> output (or leaves from l2_lookup into a tunnel or,
+VLAN-tagged for a vlan network, into the patch port of a provider bridge); a packet from a
+tunnel or from a provider network walks classify -> l2_lookup -> acl_ingress -> output.
 
 This module touches nothing: it is constants only.
 """
@@ -44,10 +45,10 @@ _ACL = frozenset({"metadata", "reg0", "ct_state", "conj_id"}) | _L3 | _L4
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", 0,
-          frozenset({"in_port", "tun_id"}),
+          frozenset({"in_port", "tun_id", "dl_vlan", "vlan_tci"}),
           frozenset({"port_security_ingress_from_vif", "arp_nd_responder", "native_dhcp", "l2_lookup"}),
-          "in_port -> local port (reg6), the agent's DHCP port, or tunnel (tun_id); network key -> "
-          "metadata, ct zone -> reg5"),
+          "in_port -> local port (reg6), the agent's DHCP port, tunnel (tun_id) or provider "
+          "network (patch port + VLAN id, tag stripped); network key -> metadata, ct zone -> reg5"),
     Stage("port_security_ingress_from_vif", 10,
           frozenset({"reg6", "dl_src", "dl_type", "nw_proto", "nw_src", "ipv6_src",
                      "arp_spa", "arp_sha", "tp_src", "tp_dst", "icmpv6_type", "nd_target"}),
@@ -69,7 +70,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("l2_lookup", 50,
           frozenset({"metadata", "reg0", "dl_dst"}),
           frozenset({"acl_ingress", "output"}),
-          "dst MAC -> local port (reg7) or remote chassis tunnel; broadcast/unknown -> flood"),
+          "dst MAC -> local port (reg7), remote chassis tunnel or provider network (tagged); "
+          "broadcast/unknown -> flood"),
     Stage("acl_ingress", 60,
           _ACL | {"reg7"},
           frozenset({"acl_ingress", "output"}),
@@ -83,18 +85,20 @@ STAGES: tuple[Stage, ...] = (
 REGISTERS: tuple[Register, ...] = (
     Register("metadata", "OXM_OF_METADATA[]", "network tunnel_key (this chassis's key of the network)",
              "classify"),
-    Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from a tunnel, bit 1 = source port has "
-             "port security disabled", "classify"),
+    Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from outside (a tunnel or a provider "
+             "network: never send it back out), bit 1 = source port has port security disabled",
+             "classify"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
-             "port's; 0 from a tunnel)", "classify"),
+             "port's; 0 from a tunnel or a provider network)", "classify"),
     Register("reg7", "NXM_NX_REG7[]", "logical output port key (the destination VIF's ofport)",
              "l2_lookup, native_dhcp"),
 )
 
 # reg0 flag bits
-FLAG_FROM_TUNNEL = 0x1
+FLAG_FROM_OUTSIDE = 0x1  # from a tunnel or a provider network: never send it back out
+FLAG_FROM_TUNNEL = FLAG_FROM_OUTSIDE  # the older name of the same bit
 FLAG_NO_PORT_SECURITY = 0x2
 
 STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
