@@ -1,6 +1,7 @@
 """Concurrency against a real server: uvicorn on a free loopback port and 8 client threads
 creating ports on one subnet at once. Every request is answered, none with a 5xx, and no
-address or MAC is ever handed out twice (on SQLite and on PostgreSQL)."""
+address or MAC is ever handed out twice (on SQLite and on PostgreSQL); subnets created at once
+on one network share its one DHCP port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +43,14 @@ def http(server: LiveServer, headers: dict[str, str] = ADMIN) -> httpx.Client:
 
 
 def setup_subnet(server: LiveServer, cidr: str, headers: dict[str, str] = ADMIN) -> str:
+    """A shared network with one subnet, without DHCP: every pool address is left for the
+    racing clients (the network's DHCP port would hold the lowest one)."""
     with http(server) as client:
         net = client.post("/v2.0/networks", json={"network": {"name": "busy", "shared": True}})
         assert net.status_code == 201, net.text
         net_id: str = net.json()["network"]["id"]
-        sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net_id, "cidr": cidr}})
+        sub = client.post("/v2.0/subnets", json={"subnet": {"network_id": net_id, "cidr": cidr,
+                                                            "enable_dhcp": False}})
         assert sub.status_code == 201, sub.text
     return net_id
 
@@ -106,23 +111,35 @@ def test_a_new_projects_concurrent_first_ports_share_one_default_group(server: L
     assert [g["id"] for g in listed] == list(groups)
 
 
-@pytest.mark.postgres
-def test_two_servers_on_one_postgres_never_hand_out_an_address_twice(
-    postgres_template: str, postgres_server: Any, tmp_path: Path
-) -> None:
+@contextmanager
+def two_servers(postgres_template: str, postgres_server: Any, tmp_path: Path,
+                name: str) -> Iterator[list[LiveServer]]:
+    """Two servers (two write locks) on one fresh PostgreSQL database."""
     from psycopg import sql
 
-    name = "api_two_servers"
     with postgres_server._admin_connect() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(postgres_template)))
     url = postgres_server.url_for(name)
     settings = Settings(state_dir=tmp_path, database=url, auth="noauth")
-    dbs = [Database(url), Database(url)]  # two servers: two write locks, one database
+    dbs = [Database(url), Database(url)]
     servers = [LiveServer(create_app(settings, db)) for db in dbs]
     for live in servers:
         live.start()
     try:
+        yield servers
+    finally:
+        for live in servers:
+            live.stop()
+        for db in dbs:
+            db.dispose()
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_postgres_never_hand_out_an_address_twice(
+    postgres_template: str, postgres_server: Any, tmp_path: Path
+) -> None:
+    with two_servers(postgres_template, postgres_server, tmp_path, "api_two_servers") as servers:
         net_id = setup_subnet(servers[0], "10.80.0.0/24")
         start = threading.Barrier(CLIENTS)
 
@@ -137,8 +154,44 @@ def test_two_servers_on_one_postgres_never_hand_out_an_address_twice(
         statuses = Counter(r.status_code for r in responses)
         assert statuses == {201: 200}, (statuses, [r.text for r in responses if r.status_code != 201][:3])
         assert len(set(addresses([r.json()["port"] for r in responses]))) == 200
-    finally:
-        for live in servers:
-            live.stop()
-        for db in dbs:
-            db.dispose()
+
+
+def dhcp_ports_after_racing_subnets(servers: list[LiveServer], networks: int) -> list[list[list[str]]]:
+    """For each of `networks` new networks, two IPv4 subnets created at once (the first through
+    servers[0], the second through servers[-1]); the DHCP ports each network ends with, as the
+    sorted addresses of each."""
+    found = []
+    with http(servers[0]) as admin:
+        for i in range(networks):
+            net = admin.post("/v2.0/networks", json={"network": {"name": f"race{i}"}})
+            assert net.status_code == 201, net.text
+            net_id = net.json()["network"]["id"]
+            start = threading.Barrier(2)
+
+            def create(n: int, net_id: str = net_id, start: threading.Barrier = start) -> Any:
+                with http(servers[-n]) as client:
+                    start.wait()
+                    return client.post("/v2.0/subnets", json={"subnet": {
+                        "network_id": net_id, "cidr": f"10.{n}.0.0/24"}})
+
+            with ThreadPoolExecutor(2) as pool:
+                responses = list(pool.map(create, range(2)))
+            assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+            dhcp = admin.get(f"/v2.0/ports?network_id={net_id}&device_owner=network:dhcp")
+            found.append([sorted(addresses([p])) for p in dhcp.json()["ports"]])
+    return found
+
+
+ONE_DHCP_PORT = [["10.0.0.2", "10.1.0.2"]]  # one port, with the .2 of each subnet
+
+
+def test_subnets_created_at_once_share_the_networks_dhcp_port(server: LiveServer) -> None:
+    assert dhcp_ports_after_racing_subnets([server], 10) == [ONE_DHCP_PORT] * 10
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_postgres_keep_one_dhcp_port_per_network(
+    postgres_template: str, postgres_server: Any, tmp_path: Path
+) -> None:
+    with two_servers(postgres_template, postgres_server, tmp_path, "api_two_servers_dhcp") as servers:
+        assert dhcp_ports_after_racing_subnets(servers, 30) == [ONE_DHCP_PORT] * 30

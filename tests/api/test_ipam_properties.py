@@ -70,8 +70,10 @@ class Model:
 
 def create_subnet(client: TestClient, net_id: str, gateway: int | None,
                   runs: list[list[int]] | None) -> dict[str, Any]:
+    # without DHCP: the model owns every pool address (a DHCP port would hold the lowest one)
     attrs: dict[str, Any] = {"network_id": net_id, "cidr": str(CIDR), "ip_version": 4,
-                             "gateway_ip": None if gateway is None else address(gateway)}
+                             "gateway_ip": None if gateway is None else address(gateway),
+                             "enable_dhcp": False}
     if runs is not None:
         attrs["allocation_pools"] = [{"start": address(r[0]), "end": address(r[-1])} for r in runs]
     result: dict[str, Any] = body(client.post("/v2.0/subnets", json={"subnet": attrs}), 201)["subnet"]

@@ -82,8 +82,9 @@ def test_filters_work_on_every_resource(client: TestClient) -> None:
 
 def test_ports_can_be_filtered_by_fixed_ips(client: TestClient) -> None:
     net = network(client)
-    a = subnet(client, net["id"], "10.0.0.0/24")
-    b = subnet(client, net["id"], "10.0.1.0/24")
+    # without DHCP, so that only the ports below hold addresses on these subnets
+    a = subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False)
+    b = subnet(client, net["id"], "10.0.1.0/24", enable_dhcp=False)
     port(client, net["id"], name="p1", fixed_ips=[{"ip_address": "10.0.0.5"}])
     port(client, net["id"], name="p2", fixed_ips=[{"ip_address": "10.0.1.5"}])
     port(client, net["id"], name="p3", fixed_ips=[{"ip_address": "10.0.0.15"}])
@@ -226,7 +227,7 @@ def test_a_limit_of_zero_means_no_limit(client: TestClient, many: list[dict[str,
 
 def test_ports_paginate_with_a_list_filter(client: TestClient) -> None:
     net = network(client)
-    sub = subnet(client, net["id"], "10.0.0.0/24")
+    sub = subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False)  # only these 5 ports on it
     created = [port(client, net["id"], name=f"p{i}") for i in range(5)]
     query = f"fixed_ips=subnet_id={sub['id']}&limit=2&sort_key=name"
     page = body(client.get(f"/v2.0/ports?{query}"))

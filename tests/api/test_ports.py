@@ -32,6 +32,13 @@ def v4(client: TestClient, net: dict[str, Any]) -> dict[str, Any]:
     return subnet(client, net["id"], "10.0.0.0/24")
 
 
+@pytest.fixture
+def ipam_v4(client: TestClient, net: dict[str, Any]) -> dict[str, Any]:
+    """A subnet without DHCP, for the IPAM tests: its whole pool (.2-.254) is left to the
+    test's ports (a DHCP port, see test_dhcp_ports.py, would hold .2)."""
+    return subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False)
+
+
 def post_port(client: TestClient, **attrs: Any) -> Any:
     return client.post("/v2.0/ports", json={"port": attrs})
 
@@ -68,7 +75,8 @@ def test_a_new_port_has_neutrons_defaults(client: TestClient, net: dict[str, Any
     assert p["allowed_address_pairs"] == []
     assert p["extra_dhcp_opts"] == []
     assert p["security_groups"] == [default_group_id(client)]
-    assert p["fixed_ips"] == [{"subnet_id": v4["id"], "ip_address": "10.0.0.2"}]
+    # the lowest free address: .1 is the gateway, .2 the network's DHCP port
+    assert p["fixed_ips"] == [{"subnet_id": v4["id"], "ip_address": "10.0.0.3"}]
 
 
 def test_a_port_on_a_network_without_subnets_has_no_addresses(
@@ -86,14 +94,14 @@ def test_a_port_needs_an_existing_network(client: TestClient) -> None:
 
 
 def test_ports_take_successive_addresses_from_the_pool(
-    client: TestClient, net: dict[str, Any], v4: dict[str, Any]
+    client: TestClient, net: dict[str, Any], ipam_v4: dict[str, Any]
 ) -> None:
     addresses = [ips(port(client, net["id"]))[0] for _ in range(3)]
     assert addresses == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
 
 
 def test_addresses_come_only_from_the_allocation_pools(client: TestClient, net: dict[str, Any]) -> None:
-    subnet(client, net["id"], "10.0.0.0/24",
+    subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False,  # every pool address for the ports
            allocation_pools=[{"start": "10.0.0.100", "end": "10.0.0.101"},
                              {"start": "10.0.0.200", "end": "10.0.0.200"}])
     addresses = [ips(port(client, net["id"]))[0] for _ in range(3)]
@@ -114,16 +122,16 @@ def test_a_requested_address_may_lie_outside_the_pools(client: TestClient, net: 
 
 
 def test_a_port_may_ask_for_a_subnet_only(client: TestClient, net: dict[str, Any]) -> None:
-    subnet(client, net["id"], "10.0.0.0/24")
-    second = subnet(client, net["id"], "10.0.1.0/24")
+    subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False)
+    second = subnet(client, net["id"], "10.0.1.0/24", enable_dhcp=False)  # .2 is free
     p = port(client, net["id"], fixed_ips=[{"subnet_id": second["id"]}])
     assert p["fixed_ips"] == [{"subnet_id": second["id"], "ip_address": "10.0.1.2"}]
 
 
 def test_a_port_may_hold_several_addresses_of_one_subnet(
-    client: TestClient, net: dict[str, Any], v4: dict[str, Any]
+    client: TestClient, net: dict[str, Any], ipam_v4: dict[str, Any]
 ) -> None:
-    p = port(client, net["id"], fixed_ips=[{"subnet_id": v4["id"]}, {"subnet_id": v4["id"]},
+    p = port(client, net["id"], fixed_ips=[{"subnet_id": ipam_v4["id"]}, {"subnet_id": ipam_v4["id"]},
                                             {"ip_address": "10.0.0.9"}])
     assert ips(p) == ["10.0.0.2", "10.0.0.3", "10.0.0.9"]
 
@@ -135,7 +143,7 @@ def test_an_address_in_use_conflicts(client: TestClient, net: dict[str, Any], v4
 
 
 def test_an_automatic_address_skips_requested_ones(
-    client: TestClient, net: dict[str, Any], v4: dict[str, Any]
+    client: TestClient, net: dict[str, Any], ipam_v4: dict[str, Any]
 ) -> None:
     port(client, net["id"], fixed_ips=[{"ip_address": "10.0.0.2"}])
     assert ips(port(client, net["id"])) == ["10.0.0.3"]
@@ -176,14 +184,14 @@ def test_a_subnet_of_another_network_is_a_bad_request(
 def test_a_full_subnet_gives_ip_address_generation_failure(
     client: TestClient, net: dict[str, Any]
 ) -> None:
-    subnet(client, net["id"], "10.0.0.0/29")  # pool .2-.6
+    subnet(client, net["id"], "10.0.0.0/29", enable_dhcp=False)  # pool .2-.6, all for the ports
     taken = [ips(port(client, net["id"]))[0] for _ in range(5)]
     assert taken == [f"10.0.0.{i}" for i in range(2, 7)]
     neutron_error(post_port(client, network_id=net["id"]), 409, "IpAddressGenerationFailure")
 
 
 def test_deleting_a_port_frees_its_address(client: TestClient, net: dict[str, Any]) -> None:
-    subnet(client, net["id"], "10.0.0.0/29")
+    subnet(client, net["id"], "10.0.0.0/29", enable_dhcp=False)  # pool .2-.6, all for the ports
     ports = [port(client, net["id"]) for _ in range(5)]
     assert client.delete(f"/v2.0/ports/{ports[2]['id']}").status_code == 204
     assert ips(port(client, net["id"])) == ips(ports[2])
@@ -191,9 +199,9 @@ def test_deleting_a_port_frees_its_address(client: TestClient, net: dict[str, An
 
 def test_a_dual_stack_network_gives_one_address_of_each_version(client: TestClient,
                                                                 net: dict[str, Any]) -> None:
-    a = subnet(client, net["id"], "10.0.0.0/24")
+    a = subnet(client, net["id"], "10.0.0.0/24", enable_dhcp=False)  # .2 left free
     b = subnet(client, net["id"], "fd00:1::/64")
-    c = subnet(client, net["id"], "10.0.1.0/24")
+    c = subnet(client, net["id"], "10.0.1.0/24", enable_dhcp=False)
     p = port(client, net["id"])
     v4, v6 = p["fixed_ips"]
     assert v4 in ({"subnet_id": a["id"], "ip_address": "10.0.0.2"},
@@ -478,7 +486,7 @@ def test_invalid_extra_dhcp_options_are_refused(client: TestClient, net: dict[st
 
 
 def test_changing_fixed_ips_frees_the_old_address(client: TestClient, net: dict[str, Any],
-                                                  v4: dict[str, Any]) -> None:
+                                                  ipam_v4: dict[str, Any]) -> None:
     a = port(client, net["id"])
     assert ips(a) == ["10.0.0.2"]
     moved = body(update(client, a["id"], fixed_ips=[{"ip_address": "10.0.0.50"}]))["port"]
@@ -490,9 +498,10 @@ def test_changing_fixed_ips_frees_the_old_address(client: TestClient, net: dict[
 
 
 def test_a_port_keeps_its_address_when_asking_for_it_again(client: TestClient, net: dict[str, Any],
-                                                           v4: dict[str, Any]) -> None:
+                                                           ipam_v4: dict[str, Any]) -> None:
     a = port(client, net["id"])
-    same = body(update(client, a["id"], fixed_ips=a["fixed_ips"] + [{"subnet_id": v4["id"]}]))["port"]
+    same = body(update(client, a["id"],
+                       fixed_ips=a["fixed_ips"] + [{"subnet_id": ipam_v4["id"]}]))["port"]
     assert ips(same) == ["10.0.0.2", "10.0.0.3"]
 
 

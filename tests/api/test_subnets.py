@@ -347,7 +347,17 @@ def test_a_subnet_with_port_addresses_is_in_use(client: TestClient, net: dict[st
 
 
 def test_a_dhcp_port_does_not_keep_a_subnet_alive(client: TestClient, net: dict[str, Any]) -> None:
-    sub = subnet(client, net["id"])
+    # a network:dhcp port of the user's own (an external DHCP server's, say) on a subnet where the
+    # server keeps none (its own DHCP port is specified in test_dhcp_ports.py)
+    sub = subnet(client, net["id"], enable_dhcp=False)
+    dhcp = port(client, net["id"], device_owner="network:dhcp")
+    assert [f["subnet_id"] for f in dhcp["fixed_ips"]] == [sub["id"]]
+    assert client.delete(f"/v2.0/subnets/{sub['id']}").status_code == 204
+    neutron_error(client.get(f"/v2.0/subnets/{sub['id']}"), 404, "SubnetNotFound")
+
+
+def test_a_dhcp_port_outlives_its_subnets_address(client: TestClient, net: dict[str, Any]) -> None:
+    sub = subnet(client, net["id"], enable_dhcp=False)  # as in the test above
     dhcp = port(client, net["id"], device_owner="network:dhcp")
     assert client.delete(f"/v2.0/subnets/{sub['id']}").status_code == 204
     assert body(client.get(f"/v2.0/ports/{dhcp['id']}"))["port"]["fixed_ips"] == []

@@ -31,7 +31,8 @@ def world(client: TestClient) -> dict[str, Any]:
     group with a rule and tags; and an admin-owned shared network."""
     member = as_project("p1")
     net = network(client, headers=member, name="net")
-    sub = subnet(client, net["id"], "10.0.0.0/29", headers=member)  # pool .2-.6
+    # pool .2-.6, filled by the five ports (no DHCP port: it would take .2)
+    sub = subnet(client, net["id"], "10.0.0.0/29", headers=member, enable_dhcp=False)
     ports = [port(client, net["id"], headers=member, name=f"p{i}") for i in range(5)]
     group = security_group(client, headers=member, name="web")
     r = rule(client, group["id"], headers=member, protocol="tcp", port_range_min=22,
@@ -168,7 +169,10 @@ def test_every_mutation_adds_one_outbox_row_naming_what_changed(client: TestClie
     created, row = call("POST", "/v2.0/subnets", 201,
                         {"subnet": {"network_id": net, "cidr": "10.0.0.0/24"}}, me)
     sub = created["subnet"]["id"]
-    assert row == [change("subnet", sub, "create")]
+    [dhcp] = body(client.get(f"/v2.0/ports?network_id={net}&device_owner=network:dhcp",
+                             headers=me))["ports"]
+    # the network's DHCP port comes with its first DHCP subnet, in the same revision
+    assert row == [change("subnet", sub, "create"), change("port", dhcp["id"], "create")]
 
     created, row = call("POST", "/v2.0/ports", 201, {"port": {"network_id": net}}, me)
     first_port = created["port"]
@@ -214,6 +218,7 @@ def test_every_mutation_adds_one_outbox_row_naming_what_changed(client: TestClie
 
     _, row = call("DELETE", f"/v2.0/networks/{net}", 204, None, me)
     assert sorted(row, key=lambda c: c["kind"]) == [change("network", net, "delete"),
+                                                    change("port", dhcp["id"], "delete"),
                                                     change("subnet", sub, "delete")]
 
 

@@ -3,6 +3,11 @@ through Keystone password auth, exactly as an operator would."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +16,38 @@ import netaddr
 import openstack
 import openstack.exceptions
 import pytest
+import yaml
 
-from neutrino.demo import OpenStackCli, write_clouds
+from neutrino.credentials import clouds_yaml
 from neutrino.launcher import ServerProcess, start_server
 
 pytestmark = pytest.mark.clients
 ADMIN_PASSWORD = "admin-secret"
+
+
+class OpenStackCli:
+    """Runs the real `openstack` command against one cloud of a clouds.yaml; returns its JSON
+    output (`--no-json` as the last argument: no output expected)."""
+
+    def __init__(self, clouds_file: Path, cloud: str) -> None:
+        self.binary = shutil.which("openstack", path=str(Path(sys.executable).parent)) or "openstack"
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("OS_")}
+        self.env.update(OS_CLIENT_CONFIG_FILE=str(clouds_file), OS_CLOUD=cloud)
+
+    def __call__(self, *args: str, show: bool = False) -> Any:
+        if show:
+            print(f"$ openstack {' '.join(args)}")
+        wants_json = args[-1] != "--no-json"
+        command = [self.binary, *args, "-f", "json"] if wants_json else [self.binary, *args[:-1]]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"openstack {' '.join(args)} failed:\n{done.stderr}")
+        return json.loads(done.stdout) if wants_json and done.stdout.strip() else None
+
+
+def write_clouds(server: ServerProcess, path: Path) -> None:
+    path.write_text(yaml.safe_dump(clouds_yaml(server.url, "neutrino-demo", server.admin_password),
+                                   sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +109,14 @@ def test_subnets_v4_and_v6_slaac_and_ports_with_addresses(cli: OpenStackCli) -> 
         {"ip_address": "10.20.0.250", "mac_address": "fa:16:3e:00:00:01"}]
     second = cli("port", "create", "--network", "addr-net", "auto-port", show=False)
     auto_v4 = [ip["ip_address"] for ip in second["fixed_ips"] if ip["subnet_id"] == v4["id"]]
-    assert auto_v4 == ["10.20.0.100"]
-    listed = cli("port", "list", "--network", "addr-net", show=False)
-    assert {p["Name"] for p in listed} == {"addr-port", "auto-port"}
+    assert auto_v4 == ["10.20.0.101"]  # the pool's first address is the network's DHCP port's
+    listed = cli("port", "list", "--network", "addr-net", "--long", show=False)
+    assert sorted((p["Name"], p["Device Owner"]) for p in listed) == [
+        ("", "network:dhcp"), ("addr-port", ""), ("auto-port", "")]
+    [dhcp] = cli("port", "list", "--network", "addr-net", "--device-owner", "network:dhcp",
+                 show=False)
+    assert [ip["ip_address"] for ip in dhcp["Fixed IP Addresses"] if ip["subnet_id"] == v4["id"]] == [
+        "10.20.0.100"]
 
 
 def test_security_groups_and_remote_group_rules(cli: OpenStackCli) -> None:

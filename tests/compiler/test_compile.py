@@ -31,8 +31,8 @@ def intent() -> Intent:
            extra_dhcp_opts=(("mtu", "1400", 4), ("bootfile-name", "pxe", 4)),
            device_owner="compute:nova", device_id="vm-1", revision_number=3)
     b.port("p2", "net-a", ("sub-a4", "10.0.0.6"), host="hv2", groups=(DB,), mac="fa:16:3e:00:00:02")
-    b.port("dhcp-a", "net-a", ("sub-a4", "10.0.0.2"), ("sub-a6", "fd00::2"),
-           device_owner="network:dhcp", mac="fa:16:3e:00:00:0d")  # unbound: not a remote port
+    b.port("dhcp-a", "net-a", ("sub-a4", "10.0.0.2"), ("sub-a6", "fd00::2"),  # unbound: not remote
+           device_owner="network:dhcp", device_id="dhcp-net-a", mac="fa:16:3e:00:00:0d")
     b.port("p3", "net-b", ("sub-b", "10.1.0.5"), host="hv1", port_security_enabled=False,
            groups=(DB,))  # port security off: its groups are not enforced here
     b.port("p4", "net-b", ("sub-b", "10.1.0.6"), host="hv3", mac="fa:16:3e:00:00:04")

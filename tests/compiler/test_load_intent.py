@@ -41,25 +41,29 @@ def test_load_and_compile(client: TestClient, db: Database) -> None:
                                 "provider:physical_network": "physnet1",
                                 "provider:segmentation_id": 42}
     vlan = network(client, **provider)
-    subnet(client, vlan["id"], "10.5.0.0/24")
+    vlan_sub = subnet(client, vlan["id"], "10.5.0.0/24")
     web = security_group(client, name="web")
     default = next(g for g in body(client.get("/v2.0/security-groups"))["security_groups"]
                    if g["name"] == "default")
     rule(client, web["id"], protocol="tcp", port_range_min=22, port_range_max=22)
     rule(client, web["id"], protocol="17", remote_group_id=default["id"])
-    dhcp = port(client, net["id"], device_owner="network:dhcp", fixed_ips=[{"subnet_id": sub["id"]}])
     p1 = port(client, net["id"], security_groups=[web["id"]],
               allowed_address_pairs=[{"ip_address": "10.0.0.200"}], **host("hv1"))
     p2 = port(client, net["id"], **host("hv2"))  # in the project's default group
     p3 = port(client, vlan["id"], port_security_enabled=False, security_groups=[], **host("hv1"))
     unbound = port(client, net["id"])
     assert p2["security_groups"] == [default["id"]]
+    # the DHCP ports the server keeps for the networks' DHCP subnets (test_dhcp_ports.py)
+    [dhcp] = body(client.get(f"/v2.0/ports?device_owner=network:dhcp&network_id={net['id']}"))["ports"]
+    [vlan_dhcp] = body(client.get(
+        f"/v2.0/ports?device_owner=network:dhcp&network_id={vlan['id']}"))["ports"]
 
     with db.read() as conn:
         intent = load_intent(conn)
     with db.read() as conn:
         assert load_intent(conn) == intent
-    assert set(intent.ports) == {dhcp["id"], p1["id"], p2["id"], p3["id"], unbound["id"]}
+    assert set(intent.ports) == {dhcp["id"], vlan_dhcp["id"], p1["id"], p2["id"], p3["id"],
+                                 unbound["id"]}
     assert intent.ports[p1["id"]].fixed_ips == tuple(
         (f["subnet_id"], f["ip_address"]) for f in p1["fixed_ips"])
     assert intent.ports[p1["id"]].host == "hv1" and intent.ports[unbound["id"]].host == ""
@@ -86,10 +90,13 @@ def test_load_and_compile(client: TestClient, db: Database) -> None:
                                         "ip_addresses": sorted(ips(p2)), "chassis": "hv2"}]
     assert overlay["flood_chassis"] == ["hv2"]
     subnets = {s["id"]: s for s in overlay["subnets"]}
-    for subnet_id in (sub["id"], sub6["id"]):  # SLAAC gave the DHCP port a v6 address too
-        assert subnets[subnet_id]["dhcp_server_ip"] == next(
-            f["ip_address"] for f in dhcp["fixed_ips"] if f["subnet_id"] == subnet_id)
-        assert subnets[subnet_id]["dhcp_server_mac"] == dhcp["mac_address"]
+    for subnet_id in (sub["id"], sub6["id"]):
+        # the DHCP port's address on the subnet, if it has one (it has 10.0.0.2 on `sub`; on the
+        # SLAAC subnet its EUI-64 address)
+        held = [f["ip_address"] for f in dhcp["fixed_ips"] if f["subnet_id"] == subnet_id]
+        assert (subnets[subnet_id]["dhcp_server_ip"], subnets[subnet_id]["dhcp_server_mac"]) == (
+            (held[0], dhcp["mac_address"]) if held else (None, None))
+    assert subnets[sub["id"]]["dhcp_server_ip"] == "10.0.0.2"
     assert subnets[sub6["id"]]["ipv6_address_mode"] == "slaac"
 
     provider = docs[item_key("hv1", "network", vlan["id"])].model_dump(mode="json")
@@ -97,6 +104,8 @@ def test_load_and_compile(client: TestClient, db: Database) -> None:
     assert provider["tunnel_key"] == tunnel_key(intent, intent.networks[vlan["id"]])
     assert provider["tunnel_key"] != overlay["tunnel_key"]
     assert provider["remote_ports"] == [] and provider["flood_chassis"] == []
+    assert [(s["id"], s["dhcp_server_ip"], s["dhcp_server_mac"]) for s in provider["subnets"]] == [
+        (vlan_sub["id"], "10.5.0.2", vlan_dhcp["mac_address"])]
 
     group = docs[item_key("hv1", "security_group", web["id"])].model_dump(mode="json")
     protocols = sorted((r["protocol"], r["remote_group_id"]) for r in group["rules"]

@@ -15,26 +15,12 @@ import openstack
 import pytest
 import yaml
 
+from e2e.support import lab_exec, neutrino
 from lab.helpers import LAB_UNAVAILABLE
 from neutrino.lab import netns
 from neutrino.lab.state import lab_prefix
 
 pytestmark = pytest.mark.root
-
-
-def neutrino(state_dir: Path, *args: str, check: bool = True,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "neutrino.cli.main", *args]
-    if args[0] == "lab" and "--state-dir" not in args:
-        argv += ["--state-dir", str(state_dir)]
-    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def lab_exec(state_dir: Path, name: str, *command: str, timeout: float = 60,
-             ) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "neutrino.cli.main", "lab", "exec", name, "--state-dir",
-            str(state_dir), "--", *command]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def test_port_security_disabled_skips_checks_and_security_groups() -> None:
 
 def test_arp_responder_answers_for_local_and_remote_ports_but_not_to_the_owner() -> None:
     got = lines(render(), "arp_nd_responder")
-    assert "arp_nd_responder 110 reg6=10,dl_type=0x0806,arp_tpa=10.0.0.1 resubmit(,acl_egress)" in got
+    assert "arp_nd_responder 110 reg6=10,dl_type=0x0806,arp_tpa=10.0.0.1 resubmit(,native_dhcp)" in got
     for ip, mac in (("10.0.0.1", MAC["p1"]), ("10.0.0.2", MAC["p2"])):
         assert (f"arp_nd_responder 100 metadata=5,dl_type=0x0806,arp_op=1,arp_tpa={ip} "
                 f"move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,set_field:2->arp_op,"
@@ -371,3 +371,33 @@ def test_provider_network_flow_counts() -> None:
     assert len(grown) - len(with_patch) == 2 * len(more)
     for flow in grown:
         check_flow(flow)
+
+
+# --- neighbour discovery -------------------------------------------------------------------------
+
+def test_the_nd_responder_answers_for_ipv6_fixed_ips_and_never_answers_dad() -> None:
+    v6 = FixedIp(subnet_id="sub6", ip_address="fd00::1")
+    flows = render(fixed_ips=(FixedIp(subnet_id="sub1", ip_address="10.0.0.1"), v6))
+    got = lines(flows, "arp_nd_responder")
+    answer = [line for line in got if "nd_target=fd00::1 " in line and line.startswith(
+        "arp_nd_responder 100 metadata=5,dl_type=0x86dd,nw_proto=58,icmpv6_type=135")]
+    assert len(answer) == 1
+    assert ("set_field:fa:16:3e:00:00:01->eth_src" in answer[0]
+            and "set_field:fd00::1->ipv6_src" in answer[0]
+            and "set_field:136->icmpv6_type" in answer[0]
+            and answer[0].endswith("set_field:0x4/0x4->reg0,resubmit(,arp_nd_responder)"))
+    assert ("arp_nd_responder 120 reg0=0x4/0x4,dl_type=0x86dd,nw_proto=58,icmpv6_type=136 "
+            "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT") in got
+    assert ("arp_nd_responder 105 dl_type=0x86dd,nw_proto=58,icmpv6_type=135,ipv6_src=:: "
+            "resubmit(,native_dhcp)") in got
+    # the port's own solicitation for its address is passed on, not answered to it
+    assert ("arp_nd_responder 110 reg6=10,dl_type=0x86dd,nw_proto=58,icmpv6_type=135,"
+            "nd_target=fd00::1 resubmit(,native_dhcp)") in got
+
+
+def test_allowed_address_pairs_are_not_answered_by_the_responder() -> None:
+    """A VIP (VRRP) moves between ports: whoever holds it answers; two ports with the same VIP
+    on one chassis must not make conflicting responder flows."""
+    pair = AddressPair(ip_address="10.0.0.100", mac_address=MAC["p1"])
+    got = lines(render(allowed_address_pairs=(pair,)), "arp_nd_responder")
+    assert not [line for line in got if "arp_tpa=10.0.0.100" in line]

@@ -134,8 +134,8 @@ class Intent:
     rules_by_group: Mapping[str, tuple[str, ...]] = field(init=False, compare=False, repr=False)
     #: group id -> ids of the groups with a rule naming it as remote_group_id, sorted
     groups_referencing: Mapping[str, tuple[str, ...]] = field(init=False, compare=False, repr=False)
-    #: subnet id -> id of the DHCP port (device_owner network:dhcp, same network) holding an
-    #: address on it; the smallest port id when there are several
+    #: subnet id -> id of the network's DHCP port (device_owner network:dhcp, device_id
+    #: dhcp-<network id>: the one the server keeps) holding an address on it
     dhcp_port_by_subnet: Mapping[str, str] = field(init=False, compare=False, repr=False)
     #: every physical network name known (networks' physical_network, chassis bridge mappings)
     physical_networks: tuple[str, ...] = field(init=False, compare=False, repr=False)
@@ -145,8 +145,8 @@ class Intent:
         bound = [p for p in ports if p.host]
         dhcp: dict[str, str] = {}
         for port in sorted(ports, key=lambda p: p.id):
-            if port.device_owner != DHCP_OWNER:
-                continue
+            if port.device_owner != DHCP_OWNER or port.device_id != f"dhcp-{port.network_id}":
+                continue  # only the server's own DHCP port (neutrino.api.resources.dhcp_ports)
             for subnet_id, _ip in port.fixed_ips:
                 subnet = self.subnets.get(subnet_id)
                 if subnet is not None and subnet.network_id == port.network_id:

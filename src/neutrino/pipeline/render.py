@@ -42,7 +42,7 @@ from neutrino.pipeline.flows import (
     load,
     resubmit,
 )
-from neutrino.pipeline.stages import FLAG_FROM_OUTSIDE, FLAG_NO_PORT_SECURITY
+from neutrino.pipeline.stages import FLAG_FROM_OUTSIDE, FLAG_ND_REPLY, FLAG_NO_PORT_SECURITY
 from neutrino.policy.model import (
     AddressSetPolicy,
     Document,
@@ -138,6 +138,11 @@ def _static_flows() -> Iterable[Flow]:
                  "acl_ingress", "output"):
         yield Flow.make(name, 0, {}, (), STATIC)
     yield Flow.make("arp_nd_responder", 0, {}, [resubmit("native_dhcp")], STATIC)
+    yield _nd_reply_target_flow()
+    # duplicate address detection probes (from ::) are never answered
+    yield Flow.make("arp_nd_responder", 105, {"dl_type": IPV6, "nw_proto": 58,
+                                              "icmpv6_type": ICMPV6_NS, "ipv6_src": "::"},
+                    [resubmit("native_dhcp")], STATIC)
     yield Flow.make("native_dhcp", 0, {}, [resubmit("acl_egress")], STATIC)
     for stage_name, after, icmpv6_types, dhcp in (
             ("acl_egress", "l2_lookup", ICMPV6_EGRESS_ALLOWED, ("68", "67")),
@@ -198,7 +203,7 @@ def _dhcp_request_flow(port: PortPolicy, ofport: int, dhcp_ofport: int) -> Flow:
 def _dhcp_server_arp_flows(network: NetworkPolicy) -> list[Flow]:
     """ARP answers for the DHCP server address (a client renewing by unicast asks for it)."""
     cookie = cookie_for("network", network.id)
-    return [_arp_reply(network.tunnel_key, s.dhcp_server_ip, s.dhcp_server_mac, cookie)
+    return [neighbour_reply(network.tunnel_key, s.dhcp_server_ip, s.dhcp_server_mac, cookie)
             for s in network.subnets
             if s.ip_version == 4 and s.enable_dhcp and s.dhcp_server_ip and s.dhcp_server_mac]
 
@@ -223,12 +228,11 @@ def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofpo
         flows = _overlay_flows(network, members, local_ofports, tunnel_ofports, zone)
     else:
         flows = _provider_flows(network, members, local_ofports, provider_ofports or {}, zone)
-    # ARP responder for the remote ports' addresses
+    # ARP / ND responder for the remote ports' addresses
     cookie = cookie_for("network", network.id)
     for remote in sorted(network.remote_ports, key=lambda r: r.id):
         for address in remote.ip_addresses:
-            if ipaddress.ip_address(address).version == 4:
-                flows.append(_arp_reply(network.tunnel_key, address, remote.mac_address, cookie))
+            flows.append(neighbour_reply(network.tunnel_key, address, remote.mac_address, cookie))
     return flows
 
 
@@ -326,6 +330,41 @@ def _provider_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofp
     return flows
 
 
+def neighbour_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+    """The responder's answer for `ip` at `mac`: an ARP reply (IPv4) or a neighbour
+    advertisement (IPv6)."""
+    if ipaddress.ip_address(ip).version == 4:
+        return _arp_reply(network_key, ip, mac, cookie)
+    return _nd_reply(network_key, ip, mac, cookie)
+
+
+def _nd_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+    """Turn a neighbour solicitation for `ip` into the solicited advertisement from `mac`, back
+    out of the port it came in: swap the addresses, hop limit 255, type NA with flags S|O (not a
+    router), the source link-layer address option becomes the target link-layer address option
+    (type 2). OVS writes ND options by the packet's type when it commits the actions, so the
+    option's address is set in a second pass, as an NA (`_nd_reply_target_flow`, flag bit 2).
+    DAD probes (from ::) never get here: a higher-priority flow passes them on, so an address
+    is never reported duplicate."""
+    return Flow.make("arp_nd_responder", 100,
+                     {"metadata": network_key, "dl_type": IPV6, "nw_proto": 58,
+                      "icmpv6_type": ICMPV6_NS, "nd_target": ip}, [
+                         "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]", f"set_field:{mac}->eth_src",
+                         "move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]", f"set_field:{ip}->ipv6_src",
+                         "set_field:255->nw_ttl", f"set_field:{ICMPV6_NA}->icmpv6_type",
+                         "set_field:2->nd_options_type", "set_field:0x60000000->nd_reserved",
+                         f"set_field:{FLAG_ND_REPLY:#x}/{FLAG_ND_REPLY:#x}->reg0",
+                         resubmit("arp_nd_responder")], cookie)
+
+
+def _nd_reply_target_flow() -> Flow:
+    """Second pass of every ND answer: the target link-layer address := the new source MAC."""
+    flag = f"{FLAG_ND_REPLY:#x}/{FLAG_ND_REPLY:#x}"
+    return Flow.make("arp_nd_responder", 120, {"reg0": flag, "dl_type": IPV6, "nw_proto": 58,
+                                               "icmpv6_type": ICMPV6_NA},
+                     ["move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[]", "IN_PORT"], STATIC)
+
+
 def _arp_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
     """Turn an ARP request for `ip` into the reply from `mac`, back out of the port it came in."""
     return Flow.make("arp_nd_responder", 100,
@@ -361,12 +400,17 @@ def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int
     if not port.port_security_enabled:
         flows.append(Flow.make("acl_ingress", P_ACL_BYPASS, {"reg7": ofport}, [resubmit("output")], cookie))
     addresses = [(f.ip_address, port.mac_address) for f in port.fixed_ips]
+    # the responder answers for the port's fixed IPs (not to the port itself), never for its
+    # allowed address pairs: a VIP moves between ports (VRRP) and its holder answers for it
+    for fixed in port.fixed_ips:
+        ip = fixed.ip_address
+        flows.append(neighbour_reply(net, ip, port.mac_address, cookie))
+        own: dict[str, str | int] = (
+            {"reg6": ofport, "dl_type": ARP, "arp_tpa": ip} if ipaddress.ip_address(ip).version == 4
+            else {"reg6": ofport, "dl_type": IPV6, "nw_proto": 58, "icmpv6_type": ICMPV6_NS,
+                  "nd_target": ip})
+        flows.append(Flow.make("arp_nd_responder", 110, own, [resubmit("native_dhcp")], cookie))
     addresses += [(p.ip_address, p.mac_address.lower()) for p in port.allowed_address_pairs]
-    for ip, _mac in addresses:  # the responder answers for the port's own addresses, not to the port
-        if "/" not in ip and ipaddress.ip_address(ip).version == 4:
-            flows.append(_arp_reply(net, ip, port.mac_address, cookie))
-            flows.append(Flow.make("arp_nd_responder", 110, {"reg6": ofport, "dl_type": ARP, "arp_tpa": ip},
-                                   [resubmit("acl_egress")], cookie))
     if port.port_security_enabled:
         flows += _port_security_flows(port, ofport, addresses, cookie)
     return flows

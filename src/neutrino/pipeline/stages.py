@@ -55,9 +55,11 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"arp_nd_responder"}),
           "source MAC / IPv4 / IPv6 (fixed IPs + allowed address pairs), ARP and ND anti-spoofing"),
     Stage("arp_nd_responder", 20,
-          frozenset({"metadata", "reg6", "dl_type", "arp_op", "arp_tpa"}),
-          frozenset({"native_dhcp", "acl_egress"}),
-          "answer ARP requests for known addresses of the network (local and remote ports)"),
+          frozenset({"metadata", "reg0", "reg6", "dl_type", "arp_op", "arp_tpa", "nw_proto",
+                     "icmpv6_type", "nd_target", "ipv6_src"}),
+          frozenset({"arp_nd_responder", "native_dhcp"}),
+          "answer ARP requests and neighbour solicitations for known addresses of the network "
+          "(fixed IPs of local and remote ports, DHCP servers)"),
     Stage("native_dhcp", 30,
           frozenset({"reg6", "dl_type", "nw_proto", "tp_src", "tp_dst"}),
           frozenset({"acl_egress", "output"}),
@@ -86,8 +88,9 @@ REGISTERS: tuple[Register, ...] = (
     Register("metadata", "OXM_OF_METADATA[]", "network tunnel_key (this chassis's key of the network)",
              "classify"),
     Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from outside (a tunnel or a provider "
-             "network: never send it back out), bit 1 = source port has port security disabled",
-             "classify"),
+             "network: never send it back out), bit 1 = source port has port security disabled, "
+             "bit 2 = a neighbour advertisement being built by the responder",
+             "classify, arp_nd_responder"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
@@ -100,6 +103,7 @@ REGISTERS: tuple[Register, ...] = (
 FLAG_FROM_OUTSIDE = 0x1  # from a tunnel or a provider network: never send it back out
 FLAG_FROM_TUNNEL = FLAG_FROM_OUTSIDE  # the older name of the same bit
 FLAG_NO_PORT_SECURITY = 0x2
+FLAG_ND_REPLY = 0x4
 
 STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
 STAGES_BY_TABLE: dict[int, Stage] = {stage.table: stage for stage in STAGES}

@@ -42,6 +42,13 @@ class DhcpPorts:
         self.ports = ports_resource
 
     def sync(self, conn: Connection, network_id: str) -> list[Change]:
+        # the network row is locked first, so that two servers syncing the same network
+        # (several servers on one PostgreSQL) take turns instead of making two DHCP ports.
+        # NO KEY UPDATE: it does not conflict with the KEY SHARE lock that inserting the
+        # subnet (a foreign key to the network) already took, so two such writers queue here
+        # instead of deadlocking
+        conn.execute(select(networks.c.id).where(networks.c.id == network_id)
+                     .with_for_update(key_share=True))  # PostgreSQL: FOR NO KEY UPDATE
         wanted = conn.execute(
             select(subnets).where(subnets.c.network_id == network_id, subnets.c.ip_version == 4,
                                   subnets.c.enable_dhcp.is_(True))
@@ -49,25 +56,23 @@ class DhcpPorts:
         ).all()
         port = conn.execute(
             select(ports.c.id).where(
-                ports.c.network_id == network_id, ports.c.device_owner == DHCP_OWNER)
-            .order_by(ports.c.created_at, ports.c.id)
+                ports.c.network_id == network_id, ports.c.device_owner == DHCP_OWNER,
+                ports.c.device_id == dhcp_device_id(network_id))
         ).first()
         if port is None and not wanted:
             return []
-        if port is None:
-            port_id = self._create(conn, network_id)
-            held: dict[str, str] = {}
-            change = Change("port", port_id, "create")
-        else:
-            port_id = port.id
-            held = {r.subnet_id: r.ip_address for r in conn.execute(
-                select(ip_allocations.c.subnet_id, ip_allocations.c.ip_address)
-                .where(ip_allocations.c.port_id == port_id))}
-            change = Change("port", port_id, "update")
+        created = port is None
+        port_id = self._create(conn, network_id) if port is None else port.id
+        held = {r.subnet_id: (r.ip_address, r.ip_version, r.position) for r in conn.execute(
+            select(ip_allocations.c.subnet_id, ip_allocations.c.ip_address, subnets.c.ip_version,
+                   ip_allocations.c.position)
+            .join(subnets, subnets.c.id == ip_allocations.c.subnet_id)
+            .where(ip_allocations.c.port_id == port_id))}
         wanted_ids = {s.id for s in wanted}
-        stale = [s for s in held if s not in wanted_ids]
+        # only its IPv4 addresses are the DHCP port's business (SLAAC ones come with any port)
+        stale = [s for s, (_a, version, _p) in held.items() if version == 4 and s not in wanted_ids]
         for subnet_id in stale:
-            self.ports.hints.freed(subnet_id, ipam.ip_to_int(held[subnet_id]))
+            self.ports.hints.freed(subnet_id, ipam.ip_to_int(held[subnet_id][0]))
             conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id,
                                                       ip_allocations.c.subnet_id == subnet_id))
         added = []
@@ -78,19 +83,21 @@ class DhcpPorts:
             if address is not None:
                 added.append((subnet.id, address))
         if added:
-            position = 100 + len(held)
+            position = max((p for _a, _v, p in held.values()), default=99) + 1
             conn.execute(insert(ip_allocations), [
                 {"port_id": port_id, "subnet_id": s, "network_id": network_id, "ip_address": a,
                  "position": position + n} for n, (s, a) in enumerate(added)])
-        if not wanted:  # no DHCP subnet left: the port goes
+        serving = len(added) + sum(1 for s in held if s in wanted_ids)
+        if not serving:  # no DHCP address left (or none free): no DHCP port
             conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id))
             conn.execute(delete(ports).where(ports.c.id == port_id))
-            return [Change("port", port_id, "delete")]
-        if change.op == "update" and not stale and not added:
+            return [] if created else [Change("port", port_id, "delete")]
+        if created:
+            return [Change("port", port_id, "create")]
+        if not stale and not added:
             return []
-        if change.op == "update":
-            self.ports.touch(conn, port_id, {})
-        return [change]
+        self.ports.touch(conn, port_id, {})
+        return [Change("port", port_id, "update")]
 
     def _create(self, conn: Connection, network_id: str) -> str:
         net = conn.execute(select(networks.c.project_id).where(networks.c.id == network_id)).one()
@@ -105,4 +112,13 @@ class DhcpPorts:
             binding_profile={}, binding_vif_type="unbound", binding_vif_details={},
             port_security_enabled=False, allowed_address_pairs=[], extra_dhcp_opts=[],
         ))
+        # like any port, it has its EUI-64 address on each SLAAC subnet
+        from neutrino.api.resources.subnets import is_auto_address  # (subnets imports us)
+        auto = [(r.id, ipam.eui64_address(r.cidr, mac)) for r in conn.execute(
+            select(subnets).where(subnets.c.network_id == network_id, subnets.c.ip_version == 6))
+            if is_auto_address(r)]
+        if auto:
+            conn.execute(insert(ip_allocations), [
+                {"port_id": port_id, "subnet_id": s, "network_id": network_id, "ip_address": a,
+                 "position": 1000 + n} for n, (s, a) in enumerate(auto)])
         return port_id

@@ -16,6 +16,7 @@ from neutrino.api.resources.dhcp_ports import DhcpPorts
 from neutrino.context import RequestContext
 from neutrino.db.outbox import Change
 from neutrino.db.schema import ip_allocations, networks, ports, subnets
+from neutrino.timeutil import now_iso
 
 AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
 ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed",
@@ -204,6 +205,16 @@ class Subnets(Resource):
                 ipv6_address_mode=current["ipv6_address_mode"],
                 enable_dhcp=values.get("enable_dhcp", current["enable_dhcp"]),
             )
+            if plan.gateway_ip != current["gateway_ip"] and current["gateway_ip"]:
+                router = conn.execute(select(ip_allocations.c.port_id).join(
+                    ports, ports.c.id == ip_allocations.c.port_id).where(
+                    ip_allocations.c.subnet_id == current["id"],
+                    ip_allocations.c.ip_address == current["gateway_ip"],
+                    ports.c.device_owner.in_(ROUTER_OWNERS))).first()
+                if router:  # a router's interface holds the gateway address
+                    raise Conflict(f"Current gateway ip {current['gateway_ip']} already in use "
+                                   f"by port {router[0]}. Unable to update.",
+                                   type="GatewayIpInUse")
             if plan.gateway_ip and plan.gateway_ip != current["gateway_ip"]:
                 holder = conn.execute(select(ip_allocations.c.port_id).where(
                     ip_allocations.c.subnet_id == current["id"],
@@ -242,6 +253,9 @@ class Subnets(Resource):
         conn.execute(delete(ip_allocations).where(ip_allocations.c.subnet_id == subnet_id))
         conn.execute(delete(subnets).where(subnets.c.id == subnet_id))
         self.hints.reset(subnet_id)
+        if holders:  # their fixed_ips changed: a new revision for each
+            conn.execute(ports.update().where(ports.c.id.in_([pid for pid, _o in holders]))
+                         .values(updated_at=now_iso(), revision_number=ports.c.revision_number + 1))
         changes = [Change("port", pid, "update") for pid, _owner in holders]
         changes += self._sync_dhcp(conn, current["network_id"])
         return [*changes, Change("subnet", subnet_id, "delete")]
