@@ -102,6 +102,7 @@ def lab_up(tmp_path_factory: pytest.TempPathFactory, *, hosts: int = 2) -> Itera
         down = neutrino(state_dir, "lab", "down", check=False)
         assert down.returncode == 0, down.stderr
         assert netns.list_namespaces(lab_prefix(state_dir) + "-") == []
+        assert not (state_dir / "server").exists()  # the lab's server and its database are gone
 
 
 @dataclass
@@ -224,6 +225,13 @@ class E2ELab:
         where = ["--network", network] if network is not None else ["--port", str(port)]
         self.cli("lab", "boot", name, "--host", host, *where)
         return self.port(name) if port is None else self.cloud.network.get_port(port)
+
+    def boot_all(self, plan: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+        """`boot(name, host, port=port_id)` for every (name, host, port id) of `plan`, a few at
+        a time (each boot is its own `neutrino lab boot`); name -> port."""
+        with ThreadPoolExecutor(4) as pool:
+            booted = pool.map(lambda item: self.boot(item[0], item[1], port=item[2]), plan)
+            return {item[0]: port for item, port in zip(plan, booted, strict=True)}
 
     def lab(self) -> Lab:
         return Lab.load(self.state_dir)

@@ -81,6 +81,7 @@ class Agent:
         self.desired: dict[str, Document] = {}
         self.revision = 0  # of the policy received
         self.realised = 0  # of the policy installed
+        self.synced = False  # a snapshot has arrived (until then the switch is left alone)
         self.reported: dict[str, str] = {}  # port id -> status last reported
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +199,9 @@ class Agent:
         makes an item invalid removes it: fail closed); the other items still apply. A message
         without its type's fields is logged and ignored."""
         kind = message.get("type")
+        if kind == "keepalive":
+            self._keepalive(message)
+            return
         if kind not in ("snapshot", "change"):
             return
         try:
@@ -208,6 +212,7 @@ class Agent:
                     raise TypeError(f"items is a {type(items).__name__}, not an object")
                 loaded = {key: self._load_item(key, doc) for key, doc in items.items()}
                 self.desired = {key: doc for key, doc in loaded.items() if doc is not None}
+                self.synced = True
             else:
                 key = message["key"]
                 document = message.get("document")
@@ -221,6 +226,24 @@ class Agent:
             return
         self.revision = max(self.revision, revision)
         self._wake.set()
+
+    def _keepalive(self, message: Mapping[str, Any]) -> None:
+        """Nothing of this chassis changed up to the committed revision: if everything before
+        it is installed, so is that revision (the realised revision moves on without a
+        reconcile, so `GET /v2.0/neutrino/revision` can tell when a change is live everywhere)."""
+        try:
+            revision = int(message["revision"])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("ignoring a malformed keepalive (%s): %.300r", exc, message)
+            return
+        if revision <= self.revision:
+            return
+        caught_up = self.realised == self.revision
+        self.revision = revision
+        if caught_up:
+            self.realised = max(self.realised, revision)
+        else:
+            self._wake.set()
 
     def _load_item(self, key: Any, data: Any) -> Document | None:
         """The document of one policy item, or None (logged at ERROR) if it is not valid here."""
@@ -270,6 +293,10 @@ class Agent:
 
     async def reconcile(self) -> None:
         assert self.ovsdb is not None
+        if not self.synced:
+            # no snapshot yet: the agent does not know what the host should have, and an empty
+            # policy would remove every tunnel and flow the last agent installed
+            return
         revision = self.revision
         documents = dict(self.desired)
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
@@ -288,7 +315,7 @@ class Agent:
         flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
                                provider_ofports=provider)
         await asyncio.to_thread(self.flows.apply, flows)
-        self.realised = revision
+        self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
                                         if pid in local and vif.link_up})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -105,6 +106,8 @@ def stop_lab_server(state_dir: Path) -> None:
     pid = json.loads(path.read_text()).get("pid")
     # ours only if it is still the server of this lab (its command line names its state dir)
     process.stop_pid(pid, process.cmdline_contains(str(state_dir / "server")))
+    if pid is not None:  # a server the lab started: its database goes with the lab
+        shutil.rmtree(state_dir / "server", ignore_errors=True)
     path.unlink(missing_ok=True)
     for name in ("server.sock", "admin-password", "clouds.yaml"):
         (state_dir / name).unlink(missing_ok=True)
@@ -192,7 +195,8 @@ def parse_bridge_mappings(items: list[str]) -> dict[str, str]:
 
 @lab_app.command()
 def down(state_dir: Path | None = STATE_DIR) -> None:
-    """Remove every namespace, link and process the lab made, and stop its server."""
+    """Remove every namespace, link and process the lab made, and stop its server (the
+    database of a server it started goes too: the next `lab up` starts empty)."""
     directory = _state_dir(state_dir)
 
     def work() -> None:
