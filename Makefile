@@ -36,13 +36,17 @@ lint: deps
 test: deps lint
 	$(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
-## demo: end-to-end demo
+## demo: two projects on a 3-host lab, real ping/TCP, a summary table; `make demo ARGS=--keep` keeps the lab
 demo: deps
-	$(UV) run python -m neutrino.demo
+	$(UV) run python -m neutrino.demo $(ARGS)
 
-## bench: API benchmark
+## bench: API benchmark, then the data-plane benchmark against OVN (root; installs ovn-central/ovn-host
+## if missing; DATAPLANE_ARGS="--sizes 10x10" or "--quick" to shorten it)
 bench: deps
-	$(UV) run python bench/api.py
+	rc=0; $(UV) run python bench/api.py || rc=$$?; \
+	$(UV) run python bench/dataplane.py --install-ovn \
+		--output "$${DATAPLANE_JSON:-/tmp/neutrino-bench-dataplane.json}" $${DATAPLANE_ARGS:-} || rc=$$?; \
+	exit $$rc
 
 ## clean: caches and build artefacts (keeps .venv)
 clean:
