@@ -76,7 +76,6 @@ def test_port_items(intent: Intent) -> None:
         "security_group_ids": [WEB], "device_owner": "compute:nova", "device_id": "vm-1",
         "extra_dhcp_opts": [{"opt_name": "bootfile-name", "opt_value": "pxe", "ip_version": 4},
                             {"opt_name": "mtu", "opt_value": "1400", "ip_version": 4}],
-        "revision_number": 3,
     }
     assert ports["p3"]["port_security_enabled"] is False
     assert ports["p3"]["security_group_ids"] == []

@@ -57,7 +57,7 @@ from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from neutrino.api.routes import json_response, read_json
 from neutrino.config import Settings
 from neutrino.context import RequestContext
-from neutrino.db.outbox import Change, current_revision
+from neutrino.db.outbox import PORT_STATUS_KIND, Change, current_revision
 from neutrino.db.schema import chassis as chassis_table
 from neutrino.db.schema import ports as ports_table
 from neutrino.distribution.compiler_loop import CHASSIS_KIND, CompilerLoop, default_compiler
@@ -266,7 +266,8 @@ class Distribution:
             changes: list[Change] = []
             if changed:
                 ports.touch(conn, port_id, {"status": body.status})
-                changes = [Change("port", port_id, "update")]
+                # status is no input of the compiler: a kind it knows to skip
+                changes = [Change(PORT_STATUS_KIND, port_id, "update")]
             return (ports.get(conn, RequestContext.admin(), port_id), changed), changes
 
         return self.api.write(work)

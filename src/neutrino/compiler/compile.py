@@ -21,7 +21,7 @@ from neutrino.compiler.intent import (
     RuleRow,
     SecurityGroupRow,
 )
-from neutrino.db.outbox import Change
+from neutrino.db.outbox import PORT_STATUS_KIND, Change
 from neutrino.policy.model import (
     AddressPair,
     AddressSetPolicy,
@@ -84,7 +84,6 @@ def _port_policy(port: PortRow) -> PortPolicy:
             DhcpOption(opt_name=name, opt_value=value, ip_version=version)
             for name, value, version in sorted(port.extra_dhcp_opts, key=lambda o: (o[2], o[0], o[1]))
         ),
-        revision_number=port.revision_number,
     )
 
 
@@ -240,6 +239,8 @@ def _affected_in(intent: Intent, change: Change) -> set[str] | None:
         for group_id in port.security_group_ids:  # address sets it is a member of
             hosts |= intent.address_set_consumers(group_id)
         return hosts
+    if change.kind == PORT_STATUS_KIND:  # ACTIVE / DOWN reported by an agent: no policy input
+        return set()
     if change.kind == "network":
         return _hosts_on_networks(intent, [change.id])
     if change.kind == "subnet":

@@ -15,9 +15,15 @@ from neutrino.db.schema import outbox
 from neutrino.timeutil import now_iso
 
 
+#: a port's status reported by its agent (ACTIVE / DOWN): no input of the compiler
+PORT_STATUS_KIND = "port_status"
+
+
 @dataclass(frozen=True)
 class Change:
-    kind: str  # network | subnet | port | security_group | security_group_rule
+    # network | subnet | port | security_group | security_group_rule | chassis | port_status
+    # (| router | floatingip | port_forwarding)
+    kind: str
     id: str
     op: str  # create | update | delete
 

@@ -62,7 +62,6 @@ class PortPolicy(Document):
     device_owner: str = ""
     device_id: str = ""
     extra_dhcp_opts: tuple[DhcpOption, ...] = ()
-    revision_number: int = 0  # the port's API revision this policy was compiled from
 
 
 class HostRoute(Document):
