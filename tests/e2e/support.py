@@ -35,6 +35,7 @@ import yaml
 from lab.helpers import LAB_UNAVAILABLE
 from neutrino.lab import netns
 from neutrino.lab.cli import api_client
+from neutrino.lab.errors import LabError
 from neutrino.lab.host import LabHost
 from neutrino.lab.instance import LabInstance
 from neutrino.lab.lab import Lab
@@ -317,7 +318,7 @@ class E2ELab:
             done = self.instance(client).exec(
                 [BUSYBOX, "nc", "-w", str(max(1, round(timeout))), address, str(port)],
                 check=False, timeout=timeout + 5, input=token + "\n")
-        except Exception:  # a LabError on timeout: the connection hung
+        except LabError:  # timed out: the connection hung
             return False
         finally:
             with contextlib.suppress(OSError):

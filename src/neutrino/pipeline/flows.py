@@ -12,6 +12,7 @@ Pure: touches nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -56,10 +57,15 @@ class Flow:
     def table(self) -> int:
         return table(self.stage)
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[int, int, tuple[tuple[str, str], ...]]:
         """What identifies the flow in the switch (table, priority, match): the strict-mod key."""
         return self.table, self.priority, tuple(sorted(self.match))
+
+    @functools.cached_property
+    def order(self) -> tuple[int, int, tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """The rendering order: by table, then highest priority first, then match and actions."""
+        return self.table, -self.priority, self.match, self.actions
 
     def match_text(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.match)

@@ -26,8 +26,10 @@ See docs/pipeline.md for every stage, flow by flow.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +55,8 @@ from neutrino.policy.model import (
 )
 
 STATIC = cookie_for("pipeline", "static")
+# memoised pieces (per port, per group, ...) kept between renders; documents are frozen values
+RENDER_CACHE_SIZE = 1 << 16
 IPV4, IPV6, ARP = "0x0800", "0x86dd", "0x0806"
 BROADCAST_MASK = "01:00:00:00:00:00/01:00:00:00:00:00"
 
@@ -115,15 +119,18 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
     if dhcp_ofport is not None:
         flows += _dhcp_port_flows(dhcp_ofport)
     zones = {n.id: _zone(n, ct_zones) for n in chassis.networks.values()}
+    by_network: dict[str, list[PortPolicy]] = defaultdict(list)
+    for port in ports:
+        by_network[port.network_id].append(port)
     for network in sorted(chassis.networks.values(), key=lambda n: n.id):
-        members = [p for p in ports if p.network_id == network.id]
+        members = by_network.get(network.id, [])
         flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id],
                                 provider_ofports or {})
         if dhcp_ofport is not None:
             flows += _dhcp_server_arp_flows(network)
     for port in ports:
         network = chassis.networks[port.network_id]
-        flows += _port_flows(port, network, local_ofports[port.id], zones[port.network_id])
+        flows += _port_flows(port, network.tunnel_key, local_ofports[port.id], zones[port.network_id])
         if dhcp_ofport is not None and dhcp_served(port, network):
             flows.append(_dhcp_request_flow(port, local_ofports[port.id], dhcp_ofport))
     flows += _security_group_flows(chassis, ports, local_ofports)
@@ -384,9 +391,11 @@ def _eui64_link_local(mac: str) -> str:
     return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6, *eui])))
 
 
-def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int) -> list[Flow]:
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _port_flows(port: PortPolicy, net: int, ofport: int, zone: int) -> tuple[Flow, ...]:
+    """Everything a local port needs on its own (network key `net`): memoised, so an agent
+    re-renders only the ports whose document, ofport or zone changed."""
     cookie = cookie_for("port", port.id)
-    net = network.tunnel_key
     flags = 0 if port.port_security_enabled else FLAG_NO_PORT_SECURITY
     first = "port_security_ingress_from_vif" if port.port_security_enabled else "arp_nd_responder"
     flows = [
@@ -413,7 +422,7 @@ def _port_flows(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int
     addresses += [(p.ip_address, p.mac_address.lower()) for p in port.allowed_address_pairs]
     if port.port_security_enabled:
         flows += _port_security_flows(port, ofport, addresses, cookie)
-    return flows
+    return tuple(flows)
 
 
 def _port_security_flows(port: PortPolicy, ofport: int, addresses: list[tuple[str, str]],
@@ -512,58 +521,84 @@ def _security_group_flows(chassis: _Chassis, ports: list[PortPolicy],
     remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
     for group_id in used:
         group = chassis.groups[group_id]
-        cookie = cookie_for("security_group", group_id)
         for rule in group.rules:
             cid = conj_id(rule.id)
             if seen.setdefault(cid, rule.id) != rule.id:
                 raise PipelineError(f"rules {seen[cid]} and {rule.id} share conjunction id {cid}")
-            stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
-            clauses = 3 if rule.remote_group_id else 2
-            for match in _rule_matches(rule):
-                flows.append(Flow.make(stage_name, P_ACL_RULE, match, [conjunction(cid, 2, clauses)], cookie))
-            after = resubmit("output" if rule.direction == "ingress" else "l2_lookup")
-            eth = IPV6 if rule.ethertype == "IPv6" else IPV4  # ct() needs the IP prerequisite
-            flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth,
-                                                            "ct_state": "+new-est+trk"},
-                                   [ct_commit(), after], cookie))
             if rule.remote_group_id:
                 remote_rules[rule.remote_group_id].append(rule)
+        flows += _group_rule_flows(group)
     # clause 1: one flow per local port and direction with every rule of its groups
     for port in ports:
-        if not port.port_security_enabled:
-            continue
-        cookie, ofport = cookie_for("port", port.id), local_ofports[port.id]
-        for direction, stage_name, reg in (("egress", "acl_egress", "reg6"),
-                                           ("ingress", "acl_ingress", "reg7")):
-            actions = [conjunction(conj_id(r.id), 1, 3 if r.remote_group_id else 2)
-                       for g in port.security_group_ids if g in chassis.groups
-                       for r in chassis.groups[g].rules if r.direction == direction]
-            if actions:
-                flows.append(Flow.make(stage_name, P_ACL_RULE, {reg: ofport}, dict.fromkeys(actions), cookie))
+        if port.port_security_enabled:
+            groups = tuple(chassis.groups[g] for g in port.security_group_ids if g in chassis.groups)
+            flows += _port_clause_flows(port.id, local_ofports[port.id], groups)
     # clause 3: the addresses of each remote group
     for group_id, rules in sorted(remote_rules.items()):
         address_set = chassis.address_sets.get(group_id)
-        if address_set is None:
-            continue  # fail closed: the rule matches nothing until its address set arrives
-        cookie = cookie_for("address_set", group_id)
-        for rule in rules:
-            v6 = rule.ethertype == "IPv6"
-            side = "src" if rule.direction == "ingress" else "dst"
-            stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
-            for address in address_set.ipv6 if v6 else address_set.ipv4:
-                flows.append(Flow.make(stage_name, P_ACL_RULE,
-                                       {"dl_type": IPV6 if v6 else IPV4,
-                                        (f"ipv6_{side}" if v6 else f"nw_{side}"): address},
-                                       [conjunction(conj_id(rule.id), 3, 3)], cookie))
+        if address_set is not None:  # else fail closed: the rule matches nothing until it comes
+            flows += _address_set_flows(address_set, tuple(rules))
     return flows
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _group_rule_flows(group: SecurityGroupPolicy) -> tuple[Flow, ...]:
+    """Clause 2 of each rule of the group (its match) and its conjunction flow (commit, go on)."""
+    flows: list[Flow] = []
+    cookie = cookie_for("security_group", group.id)
+    for rule in group.rules:
+        cid = conj_id(rule.id)
+        stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
+        clauses = 3 if rule.remote_group_id else 2
+        for match in _rule_matches(rule):
+            flows.append(Flow.make(stage_name, P_ACL_RULE, match, [conjunction(cid, 2, clauses)], cookie))
+        after = resubmit("output" if rule.direction == "ingress" else "l2_lookup")
+        eth = IPV6 if rule.ethertype == "IPv6" else IPV4  # ct() needs the IP prerequisite
+        flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth,
+                                                        "ct_state": "+new-est+trk"},
+                               [ct_commit(), after], cookie))
+    return tuple(flows)
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _port_clause_flows(port_id: str, ofport: int,
+                       groups: tuple[SecurityGroupPolicy, ...]) -> tuple[Flow, ...]:
+    """Clause 1 of every rule of the port's groups: one flow per direction."""
+    flows: list[Flow] = []
+    cookie = cookie_for("port", port_id)
+    for direction, stage_name, reg in (("egress", "acl_egress", "reg6"),
+                                       ("ingress", "acl_ingress", "reg7")):
+        actions = [conjunction(conj_id(r.id), 1, 3 if r.remote_group_id else 2)
+                   for g in groups for r in g.rules if r.direction == direction]
+        if actions:
+            flows.append(Flow.make(stage_name, P_ACL_RULE, {reg: ofport}, dict.fromkeys(actions), cookie))
+    return tuple(flows)
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _address_set_flows(address_set: AddressSetPolicy,
+                       rules: tuple[SecurityGroupRulePolicy, ...]) -> tuple[Flow, ...]:
+    """Clause 3 of the rules naming the group as remote: one flow per address and rule."""
+    flows: list[Flow] = []
+    cookie = cookie_for("address_set", address_set.id)
+    for rule in rules:
+        v6 = rule.ethertype == "IPv6"
+        side = "src" if rule.direction == "ingress" else "dst"
+        stage_name = "acl_ingress" if rule.direction == "ingress" else "acl_egress"
+        for address in address_set.ipv6 if v6 else address_set.ipv4:
+            flows.append(Flow.make(stage_name, P_ACL_RULE,
+                                   {"dl_type": IPV6 if v6 else IPV4,
+                                    (f"ipv6_{side}" if v6 else f"nw_{side}"): address},
+                                   [conjunction(conj_id(rule.id), 3, 3)], cookie))
+    return tuple(flows)
 
 
 def _merge_conjunctions(flows: list[Flow]) -> list[Flow]:
     """One flow per (stage, priority, match): conjunction clauses with the same match are merged
     (OVS keeps only one flow per match); any other duplicate is a rendering bug."""
-    by_key: dict[tuple[str, int, tuple[tuple[str, str], ...]], Flow] = {}
+    by_key: dict[tuple[int, int, tuple[tuple[str, str], ...]], Flow] = {}
     for flow in flows:
-        key = (flow.stage, flow.priority, tuple(sorted(flow.match)))
+        key = flow.key
         other = by_key.get(key)
         if other is None:
             by_key[key] = flow
@@ -574,4 +609,4 @@ def _merge_conjunctions(flows: list[Flow]) -> list[Flow]:
             by_key[key] = Flow(flow.stage, flow.priority, other.match, merged, min(other.cookie, flow.cookie))
         else:
             raise PipelineError(f"two flows with one match: {other.describe()} / {flow.describe()}")
-    return sorted(by_key.values(), key=lambda f: (f.table, -f.priority, f.match, f.actions))
+    return sorted(by_key.values(), key=operator.attrgetter("order"))
