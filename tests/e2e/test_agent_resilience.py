@@ -295,11 +295,6 @@ def test_a_port_bound_to_another_host_plugged_here_is_ignored(net: Net) -> None:
         net.healthy()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: HostOvsdb.vifs() keys VIFs by iface-id and keeps the last interface in OVSDB's "
-    "order (Port UUID order), so a second VIF with a plugged port's iface-id on the same host "
-    "takes the port over: the agent moves the port's flows (in_port, l2_lookup, output) to the "
-    "newcomer and the instance that had the port is cut off"))
 def test_a_second_vif_claiming_a_plugged_port_does_not_take_it_over(net: Net) -> None:
     """A stray VIF on host1 with vm1's iface-id and MAC (a leftover tap, a confused plug):
     whatever order OVSDB lists the two in (the stray's Port row is given the lowest and then

@@ -17,6 +17,7 @@ that thread whenever an Interface row changes, so callers must only schedule wor
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 
 from ovsdbapp.backend.ovs_idl import connection, event, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
+
+log = logging.getLogger(__name__)
 
 TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
 TUNNEL_PREFIX = "tn-"
@@ -96,6 +99,8 @@ class HostOvsdb:
         self.connection = connection.Connection(idl=self.idl, timeout=timeout)
         self.api = impl_idl.OvsdbIdl(self.connection)
         self._lock = threading.Lock()
+        self._bound: dict[str, str] = {}  # port id -> the interface name its VIF is
+        self._conflicts: dict[str, tuple[str, ...]] = {}  # port id -> interfaces claiming it
 
     # --- reading --------------------------------------------------------------------------
     def _rows(self, table: str) -> list[Any]:
@@ -112,8 +117,12 @@ class HostOvsdb:
         return []
 
     def vifs(self) -> dict[str, Vif]:
-        """Port id -> VIF, for every interface of the bridge carrying an iface-id."""
-        out: dict[str, Vif] = {}
+        """Port id -> VIF, for every interface of the bridge carrying an iface-id.
+
+        Two interfaces claiming one port (a leftover tap, a confused plug): the one this agent
+        already uses keeps the port, else the one with the lowest ofport (plugged first); the
+        other gets nothing, and the conflict is logged once."""
+        candidates: dict[str, list[Vif]] = {}
         for iface in self._bridge_interfaces():
             ids = dict(iface.external_ids)
             port_id = ids.get("iface-id")
@@ -121,9 +130,26 @@ class HostOvsdb:
                 continue
             ofport = iface.ofport[0] if iface.ofport else -1
             link = iface.link_state[0] if iface.link_state else "down"
-            out[port_id] = Vif(port_id=port_id, name=iface.name, ofport=int(ofport),
-                               mac=ids.get("attached-mac", ""), device_id=ids.get("vm-uuid", ""),
-                               link_up=link == "up" and int(ofport) > 0)
+            candidates.setdefault(port_id, []).append(Vif(
+                port_id=port_id, name=iface.name, ofport=int(ofport),
+                mac=ids.get("attached-mac", ""), device_id=ids.get("vm-uuid", ""),
+                link_up=link == "up" and int(ofport) > 0))
+        out: dict[str, Vif] = {}
+        for port_id, vifs in candidates.items():
+            if len(vifs) == 1:
+                chosen = vifs[0]
+            else:
+                held = [v for v in vifs if v.name == self._bound.get(port_id)]
+                chosen = held[0] if held else min(
+                    vifs, key=lambda v: (v.ofport <= 0, v.ofport, v.name))
+                names = tuple(sorted(v.name for v in vifs))
+                if self._conflicts.get(port_id) != names:
+                    log.error("interfaces %s all claim port %s; %s keeps it, the others get "
+                              "nothing", ", ".join(names), port_id, chosen.name)
+                self._conflicts[port_id] = names
+            out[port_id] = chosen
+        self._bound = {port_id: vif.name for port_id, vif in out.items()}
+        self._conflicts = {p: n for p, n in self._conflicts.items() if len(candidates.get(p, ())) > 1}
         return out
 
     def tunnel_ofports(self) -> dict[str, int]:
