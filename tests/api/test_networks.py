@@ -132,6 +132,18 @@ def test_a_vni_in_use_conflicts(client: TestClient, network_type: str) -> None:
     neutron_error(client.post("/v2.0/networks", json={"network": attrs}), 409, "TunnelIdInUse")
 
 
+@pytest.mark.parametrize(("first", "second"), [("geneve", "vxlan"), ("vxlan", "geneve")])
+def test_geneve_and_vxlan_share_one_vni_space(client: TestClient, first: str, second: str) -> None:
+    """Both overlays ride on the one tunnel port a chassis has per peer, where the VNI alone
+    tells networks apart: a VNI taken by one type is taken for the other, and automatic
+    allocation skips it."""
+    taken = network(client, **{"provider:network_type": first})["provider:segmentation_id"]
+    attrs = {"provider:network_type": second, "provider:segmentation_id": taken}
+    neutron_error(client.post("/v2.0/networks", json={"network": attrs}), 409, "TunnelIdInUse")
+    auto = network(client, **{"provider:network_type": second})
+    assert auto["provider:segmentation_id"] != taken
+
+
 def test_a_deleted_networks_segment_can_be_used_again(client: TestClient) -> None:
     attrs = {"provider:network_type": "vlan", "provider:physical_network": "physnet1",
              "provider:segmentation_id": 300}

@@ -28,8 +28,9 @@ chassis, a patch port per bridge mapping, the agent's DHCP port):
 Together: a frame's network is fixed on entry and never changes, and every way out of the
 pipeline is for that network only.
 
-Known gap left out of the random intents: a geneve and a vxlan network with the same
-segmentation id (the API allows it) are one VNI on the wire; see the xfail test at the end.
+Left out of the random intents: a geneve and a vxlan network with the same segmentation id,
+which would be one VNI on the one tunnel port between two chassis. The API never makes one
+(geneve and vxlan share one VNI space: tests/api/test_networks.py).
 """
 
 from __future__ import annotations
@@ -313,21 +314,3 @@ def test_the_check_sees_a_leak() -> None:
     chassis.flows.append(leak)
     with pytest.raises(AssertionError):
         check_chassis(chassis)
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a geneve and a vxlan network may have the same segmentation id (the API's "
-    "segment key is per type, and both ranges start at 1, so `openstack network create "
-    "--provider-network-type vxlan` gets VNI 1 next to the first geneve tenant network); both "
-    "use it as tun_id on the one tunnel port a chassis has per peer, so a chassis with ports on "
-    "both renders two classify flows with one match (in_port=<tunnel>,tun_id=<VNI>) and "
-    "render_chassis raises PipelineError: the agent of every such chassis stops converging"))
-def test_a_geneve_and_a_vxlan_network_with_one_segmentation_id_stay_apart() -> None:
-    b = IntentBuilder()
-    for name in CHASSIS[:2]:
-        b.chassis(name, f"192.0.2.{len(b.chassis_rows) + 1}")
-    b.network("g", "geneve", 5).network("x", "vxlan", 5)
-    b.subnet("sg", "g", CIDR).subnet("sx", "x", CIDR)
-    b.port("g0", "g", ("sg", "10.0.0.3"), host="c0").port("g1", "g", ("sg", "10.0.0.4"), host="c1")
-    b.port("x0", "x", ("sx", "10.0.0.3"), host="c0").port("x1", "x", ("sx", "10.0.0.4"), host="c1")
-    check_isolation(b.build())

@@ -162,8 +162,12 @@ class Networks(Resource):
         if seg_id is None and network_type != "flat":
             seg_id = self._allocate_segment(conn, network_type, physnet)
         key = segment_key(network_type, physnet, seg_id)
+        # geneve and vxlan share one VNI space: both ride on the one tunnel port a chassis has
+        # per peer, where the VNI alone tells their networks apart
+        keys = ([segment_key(t, physnet, seg_id) for t in OVERLAY_TYPES]
+                if network_type in OVERLAY_TYPES else [key])
         if key is not None and conn.execute(
-            select(networks.c.id).where(networks.c.segment_key == key)
+            select(networks.c.id).where(networks.c.segment_key.in_(keys))
         ).first():
             if network_type == "flat":
                 raise Conflict(f"Unable to create the flat network. Physical network {physnet} "
@@ -185,7 +189,8 @@ class Networks(Resource):
                 r[0]
                 for r in conn.execute(
                     select(networks.c.segmentation_id).where(
-                        networks.c.network_type == network_type,
+                        networks.c.network_type.in_(OVERLAY_TYPES)  # one VNI space
+                        if network_type in OVERLAY_TYPES else networks.c.network_type == network_type,
                         networks.c.segmentation_id.between(rng.minimum, rng.maximum),
                         (networks.c.physical_network == physnet) if physnet
                         else networks.c.physical_network.is_(None),
@@ -239,6 +244,15 @@ class Networks(Resource):
             raise InvalidInput("mtu must not be null")
         if values.get("shared") is False and current["shared"]:
             self._check_unshare(conn, current)
+        if values.get("router:external") is False and current["router:external"]:
+            gateway = conn.execute(select(ports.c.id).where(
+                ports.c.network_id == current["id"],
+                ports.c.device_owner.in_(("network:router_gateway", "network:floatingip")),
+            )).first()
+            if gateway is not None:
+                raise Conflict(f"External network {current['id']} cannot be updated to be made "
+                               "non-external, since it has existing gateway ports.",
+                               type="ExternalNetworkInUse")
         self.touch(conn, current["id"], self.column_updates(values))
         return [Change("network", current["id"], "update")]
 
