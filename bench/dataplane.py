@@ -725,6 +725,12 @@ class NeutrinoSide:
             self.client.close()
             self.client = None
         if self.state_dir is not None:
+            from neutrino.lab.lab import Lab
+
+            agent_log = Lab.load(self.state_dir).host(HOST).agent_log if self.lab_up else Path()
+            keep = os.environ.get("NEUTRINO_BENCH_AGENT_LOG")
+            if keep and agent_log.exists():  # for profiling: where the agent's time went
+                shutil.copyfile(agent_log, keep)
             if self.lab_up:
                 try:
                     self._cli("down", timeout=180)

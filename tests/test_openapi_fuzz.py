@@ -101,7 +101,9 @@ SEED_TAGS = ["red", "blue"]
 
 
 def _seed(client: TestClient, n: int) -> Seeds:
-    """One of each resource (tagged), and a network shared by another project."""
+    """One of each resource (tagged), and a network shared by another project; a router with an
+    interface and a gateway on an external network, a floating IP associated through it and
+    another with a port forwarding."""
     seeds = Seeds()
 
     def create(segment: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> str:
@@ -117,7 +119,7 @@ def _seed(client: TestClient, n: int) -> Seeds:
     subnet = create("subnets", {"subnet": {"network_id": net, "cidr": "10.0.0.0/24"}})
     create("subnets", {"subnet": {"network_id": net, "cidr": "fd00::/64", "ip_version": 6,
                                   "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}})
-    create("ports", {"port": {"network_id": net, "fixed_ips": [{"subnet_id": subnet}]}})
+    vm = create("ports", {"port": {"network_id": net, "fixed_ips": [{"subnet_id": subnet}]}})
     group = create("security-groups", {"security_group": {"name": f"seed-{n}"}})
     create("security-group-rules", {"security_group_rule": {
         "security_group_id": group, "direction": "ingress", "protocol": "tcp",
@@ -126,7 +128,29 @@ def _seed(client: TestClient, n: int) -> Seeds:
     create("networks", {"network": {"name": f"other-{n}"}}, headers=other)
     create("networks", {"network": {"name": f"shared-{n}", "shared": True,
                                     "project_id": "other-project"}})
+    ext = create("networks", {"network": {"name": f"ext-{n}", "router:external": True}})
+    seeds.add("external", ext)
+    create("subnets", {"subnet": {"network_id": ext, "cidr": "172.24.4.0/24",
+                                  "enable_dhcp": False}})
+    router = create("routers", {"router": {"name": f"seed-{n}",
+                                           "external_gateway_info": {"network_id": ext}}})
+    response = client.put(f"/v2.0/routers/{router}/add_router_interface", json={"subnet_id": subnet})
+    assert response.status_code == 200, response.text
+    create("floatingips", {"floatingip": {"floating_network_id": ext, "port_id": vm}})
+    forwarded = create("ports", {"port": {"network_id": net, "fixed_ips": [{"subnet_id": subnet}]}})
+    fip = create("floatingips", {"floatingip": {"floating_network_id": ext}})
+    response = client.post(f"/v2.0/floatingips/{fip}/port_forwardings", json={"port_forwarding": {
+        "protocol": "tcp", "internal_port_id": forwarded, "internal_port": 22, "external_port": 2222,
+        "internal_ip_address": response_address(client, forwarded)}})
+    assert response.status_code == 201, response.text
+    seeds.add("port_forwardings", response.json()["port_forwarding"]["id"])
+    seeds.add("floatingip_id", fip)
     return seeds
+
+
+def response_address(client: TestClient, port_id: str) -> str:
+    address: str = client.get(f"/v2.0/ports/{port_id}").json()["port"]["fixed_ips"][0]["ip_address"]
+    return address
 
 
 @dataclass
@@ -220,10 +244,12 @@ NOAUTH_CALLERS: list[dict[str, str]] = [
     {"X-Project-Id": "third-project", "X-Roles": "reader"},
 ]
 REFERENCES = {"network_id": "networks", "subnet_id": "subnets", "security_group_id": "security-groups",
-              "remote_group_id": "security-groups"}
+              "remote_group_id": "security-groups", "floating_network_id": "external",
+              "port_id": "ports", "internal_port_id": "ports"}
 # Plausible values for attributes whose documented schema is only "a string" (or "an object"),
 # so that generated bodies also get past validation into IPAM and the resources' own rules.
 SEED_SUBNET = "subnet"  # placeholder replaced by a seeded subnet id
+SEED_EXTERNAL = "external"  # placeholder replaced by a seeded external network id
 PLAUSIBLE: dict[str, list[Any]] = {
     "cidr": ["10.0.0.0/24", "10.0.0.128/25", "10.9.0.0/30", "10.9.0.0/31", "10.9.0.0/32",
              "fd00::/64", "fd09::/126", "fd09::/128", "0.0.0.0/0", "::/0"],
@@ -259,6 +285,19 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "port_range_max": [None, 0, 22, 255, 65535],
     "remote_ip_prefix": [None, "0.0.0.0/0", "192.0.2.0/24", "192.0.2.1/24", "::/0", "fd00::/64"],
     "mtu": [None, 68, 1280, 1442, 1500, 9000],
+    "external_gateway_info": [None, {}, {"network_id": SEED_EXTERNAL},
+                              {"network_id": SEED_EXTERNAL, "enable_snat": False},
+                              {"network_id": SEED_EXTERNAL,
+                               "external_fixed_ips": [{"ip_address": "172.24.4.99"}]}],
+    "routes": [None, [], [{"destination": "192.168.0.0/24", "nexthop": "10.0.0.5"}],
+               [{"destination": "192.168.0.0/24", "nexthop": "10.9.9.9"}]],
+    "distributed": [None, True, False],
+    "ha": [None, True, False],
+    "floating_ip_address": [None, "172.24.4.50", "10.0.0.5"],
+    "fixed_ip_address": [None, "10.0.0.2", "10.0.0.3", "fd00::5"],
+    "internal_ip_address": ["10.0.0.2", "10.0.0.3", "10.0.0.4"],
+    "internal_port": [22, 80, 65535],
+    "external_port": [22, 2222, 8080],
 }
 
 
@@ -283,16 +322,26 @@ def _steer(case: schemathesis.Case, seeds: Seeds) -> dict[str, str]:
         params["resource_id"] = rng.choice(seeds.ids[match.group(1)])
         if "tag" in params and rng.random() < 0.5:
             params["tag"] = rng.choice(SEED_TAGS)
+    if params and "floatingip_id" in params and rng.random() < 0.5:  # port forwardings
+        params["floatingip_id"] = rng.choice(seeds.ids["floatingip_id"])
+        if "resource_id" in params and rng.random() < 0.5:
+            params["resource_id"] = rng.choice(seeds.ids["port_forwardings"])
     if case.headers and "If-Match" in case.headers and rng.random() < 0.5:
         case.headers["If-Match"] = rng.choice(IF_MATCH)
     body = case.body
+    if isinstance(body, dict):  # router interface actions: {"subnet_id": ...} or {"port_id": ...}
+        for key, segment in REFERENCES.items():
+            if isinstance(body.get(key), str) and seeds.ids.get(segment) and rng.random() < 0.5:
+                body[key] = rng.choice(seeds.ids[segment])
     if isinstance(body, dict) and len(body) == 1:
         item = next(iter(body.values()))
         if isinstance(item, dict):
             for key in item:
                 if key in PLAUSIBLE and rng.random() < 0.75:
                     subnet = rng.choice(seeds.ids.get("subnets") or ["none"])
-                    item[key] = _replace(rng.choice(PLAUSIBLE[key]), SEED_SUBNET, subnet)
+                    external = rng.choice(seeds.ids.get("external") or ["none"])
+                    item[key] = _replace(_replace(rng.choice(PLAUSIBLE[key]), SEED_SUBNET, subnet),
+                                         SEED_EXTERNAL, external)
             for key, segment in REFERENCES.items():
                 if key in item and seeds.ids.get(segment) and rng.random() < 0.5:
                     item[key] = rng.choice(seeds.ids[segment])

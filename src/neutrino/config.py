@@ -59,6 +59,13 @@ class Settings:
     policy_keepalive_interval: float = 5.0
     # run the compiler loop (outbox -> policy store) inside the server
     compiler_enabled: bool = True
+    # routers (Neutron's router_distributed, l3_ha, enable_snat_by_default, max_routes): the
+    # `distributed` and `ha` a router gets when its creator does not say, SNAT on a gateway
+    # unless `enable_snat` says otherwise, and the most extra routes one router may have
+    router_distributed: bool = False
+    l3_ha: bool = False
+    enable_snat_by_default: bool = True
+    max_routes: int = 30
 
     @property
     def database_url(self) -> str:

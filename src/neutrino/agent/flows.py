@@ -108,7 +108,9 @@ class FlowTable:
         if not self._synced:
             return self._replace(wanted)
         removed = [f for k, f in self._installed.items() if k not in wanted]
-        added = [f for k, f in wanted.items() if self._installed.get(k) != f]
+        installed = self._installed
+        added = [f for k, f in wanted.items()  # (rendering reuses unchanged Flow objects)
+                 if (old := installed.get(k)) is not f and old != f]
         if not removed and not added:
             return FlowDelta()
         lines = [f"delete_strict {f.ofctl_key()}" for f in removed]

@@ -66,6 +66,19 @@ def patch_port_names(bridge: str) -> tuple[str, str]:
     return f"int-{digest}", f"phy-{digest}"
 
 
+@dataclass(frozen=True)
+class Iface:
+    """One interface of some bridge, as read once from the IDL replica."""
+
+    bridge: str
+    name: str
+    type: str
+    ofport: int  # -1 while OVS has not attached it
+    link_up: bool
+    external_ids: Mapping[str, str]
+    options: Mapping[str, str]
+
+
 class _InterfaceChanged(event.RowEvent):
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), "Interface", None)
@@ -94,8 +107,14 @@ class HostOvsdb:
         for table in TABLES:
             helper.register_table(table)
         self.idl = _NotifyingIdl(url, helper)
-        if on_change is not None:
-            self.idl.notify_handler.watch_event(_InterfaceChanged(on_change))
+        self._on_change = on_change
+        # every interface of every bridge, read once per change of the Interface table (reading
+        # thousands of IDL rows is slow); `_generation` counts changes, so that a snapshot taken
+        # while a change came in is not kept
+        self._ifaces: list[Iface] | None = None
+        self._generation = 0
+        self._cache_lock = threading.Lock()
+        self.idl.notify_handler.watch_event(_InterfaceChanged(self._interfaces_changed))
         self.connection = connection.Connection(idl=self.idl, timeout=timeout)
         self.api = impl_idl.OvsdbIdl(self.connection)
         self._lock = threading.Lock()
@@ -110,11 +129,36 @@ class HostOvsdb:
         rows = self._rows("Open_vSwitch")
         return dict(rows[0].external_ids) if rows else {}
 
-    def _bridge_interfaces(self) -> list[Any]:
+    def _interfaces_changed(self) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            self._ifaces = None
+        if self._on_change is not None:
+            self._on_change()
+
+    def interfaces(self) -> list[Iface]:
+        """Every interface of every bridge (cached until the Interface table changes)."""
+        with self._cache_lock:
+            if self._ifaces is not None:
+                return self._ifaces
+            generation = self._generation
+        snapshot: list[Iface] = []
         for bridge in self._rows("Bridge"):
-            if bridge.name == self.bridge:
-                return [iface for port in bridge.ports for iface in port.interfaces]
-        return []
+            for port in bridge.ports:
+                for iface in port.interfaces:
+                    ofport = int(iface.ofport[0]) if iface.ofport else -1
+                    link = iface.link_state[0] if iface.link_state else "down"
+                    snapshot.append(Iface(
+                        bridge=bridge.name, name=iface.name, type=iface.type, ofport=ofport,
+                        link_up=link == "up" and ofport > 0,
+                        external_ids=dict(iface.external_ids), options=dict(iface.options)))
+        with self._cache_lock:
+            if self._generation == generation:
+                self._ifaces = snapshot
+        return snapshot
+
+    def _bridge_interfaces(self) -> list[Iface]:
+        return [i for i in self.interfaces() if i.bridge == self.bridge]
 
     def vifs(self) -> dict[str, Vif]:
         """Port id -> VIF, for every interface of the bridge carrying an iface-id.
@@ -124,16 +168,14 @@ class HostOvsdb:
         other gets nothing, and the conflict is logged once."""
         candidates: dict[str, list[Vif]] = {}
         for iface in self._bridge_interfaces():
-            ids = dict(iface.external_ids)
+            ids = iface.external_ids
             port_id = ids.get("iface-id")
             if not port_id:
                 continue
-            ofport = iface.ofport[0] if iface.ofport else -1
-            link = iface.link_state[0] if iface.link_state else "down"
             candidates.setdefault(port_id, []).append(Vif(
-                port_id=port_id, name=iface.name, ofport=int(ofport),
+                port_id=port_id, name=iface.name, ofport=iface.ofport,
                 mac=ids.get("attached-mac", ""), device_id=ids.get("vm-uuid", ""),
-                link_up=link == "up" and int(ofport) > 0))
+                link_up=iface.link_up))
         out: dict[str, Vif] = {}
         for port_id, vifs in candidates.items():
             if len(vifs) == 1:
@@ -156,18 +198,16 @@ class HostOvsdb:
         """Peer chassis -> ofport of the tunnel port to it (only ports that are attached)."""
         out: dict[str, int] = {}
         for iface in self._bridge_interfaces():
-            peer = dict(iface.external_ids).get("neutrino-peer")
-            ofport = iface.ofport[0] if iface.ofport else -1
-            if peer and int(ofport) > 0:
-                out[peer] = int(ofport)
+            peer = iface.external_ids.get("neutrino-peer")
+            if peer and iface.ofport > 0:
+                out[peer] = iface.ofport
         return out
 
     def ofport_of(self, name: str) -> int | None:
         """The ofport of br-int's interface `name` (None while it is missing or unattached)."""
         for iface in self._bridge_interfaces():
             if iface.name == name:
-                ofport = int(iface.ofport[0]) if iface.ofport else -1
-                return ofport if ofport > 0 else None
+                return iface.ofport if iface.ofport > 0 else None
         return None
 
     # --- writing --------------------------------------------------------------------------
@@ -181,22 +221,26 @@ class HostOvsdb:
                 txn.add(self.api.add_port(self.bridge, name, may_exist=True))
                 txn.add(self.api.db_set("Interface", name, ("type", "internal"),
                                         ("external_ids", {"neutrino-role": role})))
+            self._interfaces_changed()
 
     def ensure_tunnels(self, peers: Mapping[str, TunnelSpec]) -> None:
         """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction."""
         with self._lock:
-            existing = {dict(i.external_ids).get("neutrino-peer"): i
+            existing = {i.external_ids.get("neutrino-peer"): i
                         for i in self._bridge_interfaces() if i.name.startswith(TUNNEL_PREFIX)}
+            stale = [iface.name for peer, iface in existing.items() if peer not in peers]
+            changed = []
+            for peer, spec in sorted(peers.items()):
+                iface = existing.get(peer)
+                wanted = {"remote_ip": spec.ip, "key": "flow"}
+                if iface is None or iface.type != spec.encap or dict(iface.options) != wanted:
+                    changed.append((peer, spec, wanted, iface))
+            if not stale and not changed:
+                return
             with self.api.transaction(check_error=True) as txn:
-                for peer, iface in existing.items():
-                    if peer not in peers:
-                        txn.add(self.api.del_port(iface.name, bridge=self.bridge, if_exists=True))
-                for peer, spec in peers.items():
-                    iface = existing.get(peer)
-                    wanted = {"remote_ip": spec.ip, "key": "flow"}
-                    if iface is not None and iface.type == spec.encap and dict(
-                        iface.options) == wanted:
-                        continue
+                for name in stale:
+                    txn.add(self.api.del_port(name, bridge=self.bridge, if_exists=True))
+                for peer, spec, wanted, iface in changed:
                     name = iface.name if iface is not None else tunnel_port_name(peer)
                     if iface is None:
                         txn.add(self.api.add_port(self.bridge, name, may_exist=True))
@@ -204,6 +248,7 @@ class HostOvsdb:
                         "Interface", name, ("type", spec.encap), ("options", wanted),
                         ("external_ids", {"neutrino-peer": peer}),
                     ))
+            self._interfaces_changed()
 
     def ensure_provider_patches(self, mappings: Mapping[str, str]) -> dict[str, int]:
         """Patch br-int to the provider bridge of every bridge mapping (physnet -> bridge) whose
@@ -221,12 +266,10 @@ class HostOvsdb:
                 wanted[int_name] = (self.bridge, phy_name, physnet)
                 wanted[phy_name] = (bridge, int_name, physnet)
                 ours[physnet] = int_name
-            found: dict[str, tuple[str, Any]] = {}  # interface name -> (bridge, row), ours only
-            for bridge in bridges.values():
-                for port in bridge.ports:
-                    for iface in port.interfaces:
-                        if PHYSNET_KEY in dict(iface.external_ids):
-                            found[iface.name] = (bridge.name, iface)
+            found: dict[str, tuple[str, Iface]] = {}  # interface name -> (bridge, it), ours only
+            for iface in self.interfaces():
+                if PHYSNET_KEY in iface.external_ids:
+                    found[iface.name] = (iface.bridge, iface)
             stale = [(bridge, name) for name, (bridge, _) in found.items()
                      if name not in wanted or wanted[name][0] != bridge]
             missing = []
@@ -247,13 +290,13 @@ class HostOvsdb:
                         txn.add(self.api.db_set("Interface", name, ("type", "patch"),
                                                 ("options", {"peer": peer}),
                                                 ("external_ids", {PHYSNET_KEY: physnet})))
+                self._interfaces_changed()
             out: dict[str, int] = {}
             by_name = {iface.name: iface for iface in self._bridge_interfaces()}
             for physnet, name in ours.items():
-                iface = by_name.get(name)
-                ofport = int(iface.ofport[0]) if iface is not None and iface.ofport else -1
-                if ofport > 0:
-                    out[physnet] = ofport
+                found_iface = by_name.get(name)
+                if found_iface is not None and found_iface.ofport > 0:
+                    out[physnet] = found_iface.ofport
             return out
 
     def ct_zones(self, network_ids: set[str]) -> dict[str, int]:

@@ -6,7 +6,7 @@ come from, the last reported port statuses). Three inputs wake the reconciler:
   disconnect, or replaced by a full snapshot when the server says the revision is too old);
 - OVSDB changes (VIFs plugged or unplugged), signalled from ovsdbapp's thread with
   `call_soon_threadsafe`;
-- a periodic tick (heartbeat, and a safety re-check).
+- a slow safety tick (every 30 s), and a retry soon after a status report failed.
 The reconciler is debounced and runs one at a time: it makes the tunnel ports match the
 `tunnel` items, renders the flows for what is plugged, applies the delta to br-int atomically
 (FlowTable; the bridge is never flushed, so restarting the agent drops no packets), and then
@@ -47,6 +47,9 @@ from neutrino.policy.model import (
 
 log = logging.getLogger(__name__)
 
+SLOW_RECONCILE = 0.1  # seconds: a reconcile slower than this is logged with its breakdown
+SAFETY_TICK = 30.0  # seconds between reconciles when nothing wakes the agent
+DEBOUNCE = 0.01  # seconds to wait after a wake-up for more changes
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
 
 # policy document fields checked on the way in (Agent._check_values)
@@ -280,10 +283,12 @@ class Agent:
     # --- reconciling ----------------------------------------------------------------------------
     async def _reconcile_forever(self) -> None:
         while True:
+            # every input that can change the outcome wakes it (a policy message, an OVSDB
+            # change, a failure); the slow tick only retries what could not be reported
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=SAFETY_TICK)
             self._wake.clear()
-            await asyncio.sleep(0.02)  # debounce a burst of changes into one bundle
+            await asyncio.sleep(DEBOUNCE)  # a burst of changes becomes one bundle
             try:
                 await self.reconcile()
             except Exception:
@@ -299,6 +304,7 @@ class Agent:
             return
         revision = self.revision
         documents = dict(self.desired)
+        started = time.perf_counter()
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
                  if isinstance(doc, TunnelPolicy)}
         await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers)
@@ -312,12 +318,22 @@ class Agent:
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
         self._update_leases(documents, local)
+        switch_read = time.perf_counter()
         flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
                                provider_ofports=provider)
-        await asyncio.to_thread(self.flows.apply, flows)
+        rendered = time.perf_counter()
+        delta = await asyncio.to_thread(self.flows.apply, flows)
+        applied = time.perf_counter()
         self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
                                         if pid in local and vif.link_up})
+        done = time.perf_counter()
+        if done - started > SLOW_RECONCILE:
+            log.info("reconcile of revision %d took %.0f ms: OVSDB %.0f, render %.0f (%d flows), "
+                     "apply %.0f (+%d -%d), report %.0f", revision, (done - started) * 1e3,
+                     (switch_read - started) * 1e3, (rendered - switch_read) * 1e3, len(flows),
+                     (applied - rendered) * 1e3, len(delta.added), len(delta.removed),
+                     (done - applied) * 1e3)
 
     def _update_leases(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
         """The DHCP lease of every plugged port, by ofport (swapped in whole: the responder's
@@ -348,6 +364,8 @@ class Agent:
                     self.reported[port_id] = status
             except httpx.HTTPError as exc:
                 log.warning("reporting port %s %s failed: %s", port_id, status, exc)
+                if self._loop is not None:  # try again soon, not at the safety tick
+                    self._loop.call_later(1.0, self._wake.set)
         for gone in set(self.reported) - set(ports):
             del self.reported[gone]
 

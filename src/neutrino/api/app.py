@@ -19,8 +19,11 @@ from neutrino.api import agents, discovery
 from neutrino.api.auth import Authenticator, TokenValidator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import NeutronError
+from neutrino.api.resources.floatingips import FloatingIps
 from neutrino.api.resources.networks import Networks
+from neutrino.api.resources.port_forwardings import PortForwardings
 from neutrino.api.resources.ports import Ports
+from neutrino.api.resources.routers import Routers
 from neutrino.api.resources.security_groups import SecurityGroupRules, SecurityGroups
 from neutrino.api.resources.subnets import Subnets
 from neutrino.api.routes import add_resource_routes, json_response
@@ -41,7 +44,8 @@ def create_app(
     through `identity_installer(app)` when the built-in Keystone subset is enabled."""
     app = FastAPI(title="Neutrino", version="2.0", docs_url=None, redoc_url=None)
     resources = [Networks(settings), Subnets(settings), Ports(settings),
-                 SecurityGroups(settings), SecurityGroupRules(settings)]
+                 SecurityGroups(settings), SecurityGroupRules(settings), Routers(settings),
+                 FloatingIps(settings), PortForwardings(settings)]
     api = NetworkingApi(db, resources)
     app.state.networking = api
     app.state.settings = settings
@@ -84,7 +88,7 @@ def create_app(
     @app.get("/v2.0/", include_in_schema=False)
     async def v2_index(request: Request) -> Response:
         authenticate(request)
-        pairs = [(r.resource, r.collection, r.path) for r in resources]
+        pairs = [(r.resource, r.collection, r.path) for r in resources if r.parent is None]
         return json_response(discovery.v2_index(_root_url(request), pairs))
 
     @app.get("/v2.0/extensions", responses={401: {"description": "Unauthorized"}})

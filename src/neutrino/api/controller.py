@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, not_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from neutrino.api.address_hints import AddressHints
 from neutrino.api.attributes import body_items, prepare_create, prepare_update
@@ -64,6 +64,9 @@ class NetworkingApi:
         subnets, ports = self.resources.get("subnets"), self.resources.get("ports")
         if isinstance(subnets, Subnets) and ports is not None:
             subnets.dhcp_ports = DhcpPorts(ports)
+        for res in resources:  # routers and floating IPs create ports with the ports' IPAM
+            if hasattr(res, "ports"):
+                res.ports = ports
 
     def resource(self, collection: str) -> Resource:
         return self.resources[collection]
@@ -88,11 +91,23 @@ class NetworkingApi:
                     for callback in self.on_commit:
                         callback()
                 return result
-            except IntegrityError as exc:
+            except (IntegrityError, OperationalError) as exc:
+                if isinstance(exc, OperationalError) and not _is_transient(exc):
+                    raise
                 if attempt == WRITE_RETRIES - 1:
                     raise Conflict("The request conflicts with a concurrent change; retry it.") from exc
             time.sleep(random.uniform(0, min(RETRY_BACKOFF * 2**attempt, 0.25)))
         raise AssertionError("unreachable")
+
+    def _parent_scope(
+        self, conn: Connection, ctx: RequestContext, res: Resource, parent_id: str | None
+    ) -> ColumnElement[bool] | None:
+        """For a sub-resource: the condition selecting its parent's children, once the parent
+        is known to be visible to the caller (else the parent's 404)."""
+        if res.parent is None:
+            return None
+        self.resource(res.parent).get(conn, ctx, parent_id or "")
+        return res.table.c[res.parent_key] == parent_id
 
     # --- reading ------------------------------------------------------------------------------
     def list_collection(
@@ -101,6 +116,7 @@ class NetworkingApi:
         collection: str,
         params: Sequence[tuple[str, str]],
         base_url: str,
+        parent_id: str | None = None,
     ) -> dict[str, Any]:
         res = self.resource(collection)
         query = parse_list_query(params, res.attributes)
@@ -113,7 +129,9 @@ class NetworkingApi:
         if prepare:
             self.write(lambda conn: (None, res.before_list(conn, ctx)))
         with self.db.read() as conn:
-            where = and_(res.scope(ctx), *self._sql_filters(res, query))
+            parent = self._parent_scope(conn, ctx, res, parent_id)
+            where = and_(res.scope(ctx), *self._sql_filters(res, query),
+                         *([] if parent is None else [parent]))
             order = self._order(res, query)
             if not query.paginated and not query.other_filters:
                 views = res.load(conn, where, order)
@@ -143,12 +161,12 @@ class NetworkingApi:
 
     def show(
         self, ctx: RequestContext, collection: str, resource_id: str,
-        params: Sequence[tuple[str, str]],
+        params: Sequence[tuple[str, str]], parent_id: str | None = None,
     ) -> dict[str, Any]:
         res = self.resource(collection)
         fields = [f for k, v in params if k == "fields" for f in v.split(",") if f]
         with self.db.read() as conn:
-            view = res.get(conn, ctx, resource_id)
+            view = res.get(conn, ctx, resource_id, self._parent_scope(conn, ctx, res, parent_id))
         return {res.resource: self._present(view, res.hidden_attributes(ctx), fields)}
 
     @staticmethod
@@ -205,7 +223,9 @@ class NetworkingApi:
         return all(res.matches(view, key, values) for key, values in query.other_filters.items())
 
     # --- writing ------------------------------------------------------------------------------
-    def create(self, ctx: RequestContext, collection: str, body: Any) -> dict[str, Any]:
+    def create(
+        self, ctx: RequestContext, collection: str, body: Any, parent_id: str | None = None
+    ) -> dict[str, Any]:
         res = self.resource(collection)
         items, bulk = body_items(body, res.resource, collection)
         if not ctx.can_write:
@@ -214,6 +234,9 @@ class NetworkingApi:
 
         def work(conn: Connection) -> tuple[list[dict[str, Any]], list[Change]]:
             created, changes = [], []
+            if self._parent_scope(conn, ctx, res, parent_id) is not None:
+                for values in prepared:
+                    values[res.parent_key] = parent_id
             for values in prepared:
                 view, item_changes = res.create_view(conn, ctx, values)
                 changes.extend(item_changes)
@@ -226,19 +249,20 @@ class NetworkingApi:
         return {collection: shown} if bulk else {res.resource: shown[0]}
 
     def _writable(
-        self, conn: Connection, ctx: RequestContext, res: Resource, resource_id: str, action: str
+        self, conn: Connection, ctx: RequestContext, res: Resource, resource_id: str, action: str,
+        parent_id: str | None = None, rule: str | None = None,
     ) -> dict[str, Any]:
         """The current view, if the caller may change it (404 if invisible, 403 if read-only)."""
-        current = res.get(conn, ctx, resource_id)
+        current = res.get(conn, ctx, resource_id, self._parent_scope(conn, ctx, res, parent_id))
         owner = ctx.is_admin or current.get("project_id") == ctx.project_id
         if not ctx.can_write or not owner:
-            raise Forbidden(f"(rule:{action}_{res.resource}) is disallowed by policy")
+            raise Forbidden(f"(rule:{rule or f'{action}_{res.resource}'}) is disallowed by policy")
         res.check_writable(ctx, current)
         return current
 
     def update(
         self, ctx: RequestContext, collection: str, resource_id: str, body: Any,
-        if_match: str | None,
+        if_match: str | None, parent_id: str | None = None,
     ) -> dict[str, Any]:
         res = self.resource(collection)
         if not isinstance(body, dict) or set(body) != {res.resource} or not isinstance(
@@ -249,7 +273,7 @@ class NetworkingApi:
         expected = parse_if_match(if_match)
 
         def work(conn: Connection) -> tuple[dict[str, Any], list[Change]]:
-            current = self._writable(conn, ctx, res, resource_id, "update")
+            current = self._writable(conn, ctx, res, resource_id, "update", parent_id)
             check_revision(res, current, expected)
             changes = res.update(conn, ctx, current, values) if values else []
             return res.get(conn, RequestContext.admin(), resource_id), changes
@@ -258,19 +282,37 @@ class NetworkingApi:
         return {res.resource: self._present(updated, res.hidden_attributes(ctx), [])}
 
     def delete(
-        self, ctx: RequestContext, collection: str, resource_id: str, if_match: str | None = None
+        self, ctx: RequestContext, collection: str, resource_id: str, if_match: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
         res = self.resource(collection)
         expected = parse_if_match(if_match)
 
         def work(conn: Connection) -> tuple[None, list[Change]]:
-            current = self._writable(conn, ctx, res, resource_id, "delete")
+            current = self._writable(conn, ctx, res, resource_id, "delete", parent_id)
             check_revision(res, current, expected)
             changes = res.delete(conn, ctx, current)
             delete_tags(conn, res.resource, resource_id)
             return None, changes
 
         self.write(work)
+
+    def action(
+        self, ctx: RequestContext, collection: str, resource_id: str, action: str, body: Any
+    ) -> dict[str, Any]:
+        """A member action (PUT /v2.0/routers/{id}/add_router_interface...): one transaction,
+        on a resource the caller may change."""
+        res = self.resource(collection)
+
+        def work(conn: Connection) -> tuple[dict[str, Any], list[Change]]:
+            current = self._writable(conn, ctx, res, resource_id, action, rule=action)
+            return res.act(conn, ctx, current, action, body)
+
+        result = self.write(work)
+        if isinstance(result.get(res.resource), dict):  # an answer holding the resource's view
+            result = {res.resource: self._present(result[res.resource],
+                                                  res.hidden_attributes(ctx), [])}
+        return result
 
     # --- tags ---------------------------------------------------------------------------------
     def get_tags(self, ctx: RequestContext, collection: str, resource_id: str) -> list[str]:
@@ -326,6 +368,11 @@ class NetworkingApi:
 
     def not_found(self, collection: str, resource_id: str) -> NotFound:
         return resource_not_found(self.resource(collection).resource, resource_id)
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure between servers on PostgreSQL: retry the transaction."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def check_revision(res: Resource, current: dict[str, Any], expected: int | None) -> None:

@@ -14,15 +14,34 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "allowed-address-pairs": ("Allowed Address Pairs",
                               "Provides allowed address pairs"),
     "binding": ("Port Binding", "Expose port bindings of a virtual port to external application"),
+    "dvr": ("Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."),
+    "expose-port-forwarding-in-fip": ("Expose Floating IP port forwardings",
+                                      "Expose port forwarding fields in floating IP response"),
+    "ext-gw-mode": ("Neutron L3 Configurable external gateway mode",
+                    "Extension of the router abstraction for specifying whether SNAT should occur "
+                    "on the external gateway"),
     "external-net": ("Neutron external network",
                      "Adds external network attribute to network resource."),
     "extra_dhcp_opt": ("Neutron Extra DHCP options",
                        "Extra options configuration for DHCP. For example PXE boot options to "
                        "DHCP clients can be specified (e.g. tftp-server, server-ip-address, "
                        "bootfile-name)"),
+    "extraroute": ("Neutron Extra Route", "Extra routes configuration for L3 router"),
+    "extraroute-atomic": ("Atomically add/remove extra routes",
+                          "Edit extra routes of a router on server side by atomically "
+                          "adding/removing extra routes"),
     "fields": ("Fields", "Field selection with the fields query parameter"),
     "filter-validation": ("Filter parameters validation",
                           "Provides validation on filter parameters."),
+    "fip-port-details": ("Floating IP Port Details Extension",
+                         "Add port_details attribute to Floating IP resource"),
+    "floating-ip-port-forwarding": ("Floating IP Port Forwarding",
+                                    "Allow port forwarding from floating IP port to an internal "
+                                    "port"),
+    "floating-ip-port-forwarding-description": (
+        "Floating IP Port Forwarding new attribute description",
+        "Add a description field to Port Forwarding rules"),
+    "l3-ha": ("HA Router extension", "Adds HA capability to routers."),
     "net-mtu": ("Network MTU", "Provides MTU attribute for a network resource."),
     "net-mtu-writable": ("Network MTU (writable)",
                          "Provides a writable MTU attribute for a network resource."),
@@ -34,6 +53,9 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "revision-if-match": ("If-Match constraints based on revision_number",
                           "Extension indicating that If-Match based on revision_number is "
                           "supported."),
+    "router": ("Neutron L3 Router",
+               "Router abstraction for basic L3 forwarding between L2 Neutron networks and access "
+               "to external networks via a NAT gateway."),
     "security-group": ("security-group", "The security groups extension."),
     "sorting": ("Sorting support", "Extension that indicates that sorting is enabled."),
     "standard-attr-description": ("standard-attr-description",

@@ -105,22 +105,33 @@ IF_MATCH = [{"name": "If-Match", "in": "header", "required": False, "schema": {"
              "example": "revision_number=1"}]
 
 
-def add_resource_routes(
-    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
-) -> None:
-    coll, name = res.collection, res.resource
-    base = f"/v2.0/{res.path}"
-    item_path = base + "/{resource_id}"
+def _router(app: FastAPI, res: Resource) -> Callable[..., None]:
+    """Registers one documented route of `res` (operation id `<op>_<resource>`)."""
 
     def route(path: str, method: str, op: str, endpoint: Callable[..., Awaitable[Response]],
               codes: tuple[int, ...], status: int = 200, *, empty: bool = False,
               **extra: Any) -> None:
         ok: dict[int | str, dict[str, Any]] = {status: {"description": "Success"}}
         # `empty`: the success answer has no body, so the document declares no content for it
-        app.add_api_route(path, endpoint, methods=[method], operation_id=f"{op}_{name}",
+        app.add_api_route(path, endpoint, methods=[method], operation_id=f"{op}_{res.resource}",
                           responses={**ok, **_errors(*codes)}, status_code=status,
                           response_class=Response if empty or status == 204 else JSONResponse,
-                          include_in_schema=True, openapi_extra=extra or None, tags=[coll])
+                          include_in_schema=True, openapi_extra=extra or None,
+                          tags=[res.collection])
+
+    return route
+
+
+def add_resource_routes(
+    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
+) -> None:
+    if res.parent is not None:
+        add_subresource_routes(app, api, authenticate, res)
+        return
+    coll = res.collection
+    base = f"/v2.0/{res.path}"
+    item_path = base + "/{resource_id}"
+    route = _router(app, res)
 
     async def list_items(request: Request) -> Response:
         ctx = authenticate(request)
@@ -155,6 +166,78 @@ def add_resource_routes(
     route(item_path, "DELETE", "delete", delete_item, (400, 401, 403, 404, 409, 412), 204,
           parameters=IF_MATCH)
     add_tag_routes(app, api, authenticate, res, route)
+    add_action_routes(app, api, authenticate, res, route)
+
+
+def add_action_routes(
+    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource,
+    route: Callable[..., None],
+) -> None:
+    """PUT /v2.0/<path>/{resource_id}/<action> for each of the resource's member actions."""
+    coll = res.collection
+
+    def endpoint(action: str) -> Callable[..., Awaitable[Response]]:
+        async def act(request: Request, resource_id: str) -> Response:
+            ctx = authenticate(request)
+            body = await read_json(request)
+            return json_response(api.action(ctx, coll, resource_id, action, body))
+
+        return act
+
+    for action, schema in res.actions.items():
+        route(f"/v2.0/{res.path}/{{resource_id}}/{action}", "PUT", action, endpoint(action),
+              (400, 401, 403, 404, 409),
+              requestBody={"required": True, "content": {"application/json": {"schema": schema}}})
+
+
+def add_subresource_routes(
+    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
+) -> None:
+    """A sub-resource's collection and members under its parent, e.g.
+    /v2.0/floatingips/{floatingip_id}/port_forwardings[/{resource_id}] (no tags, no If-Match)."""
+    coll, parent = res.collection, res.parent_key
+    base = f"/v2.0/{res.path}"
+    item_path = base + "/{resource_id}"
+    route = _router(app, res)
+
+    async def list_items(request: Request) -> Response:
+        ctx = authenticate(request)
+        params = list(request.query_params.multi_items())
+        base_url = str(request.url).split("?", 1)[0]
+        parent_id = request.path_params[parent]
+        return json_response(api.list_collection(ctx, coll, params, base_url, parent_id))
+
+    async def create_item(request: Request) -> Response:
+        ctx = authenticate(request)
+        body = await read_json(request)
+        return json_response(api.create(ctx, coll, body, request.path_params[parent]), 201)
+
+    async def show_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        params = list(request.query_params.multi_items())
+        return json_response(api.show(ctx, coll, resource_id, params, request.path_params[parent]))
+
+    async def update_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        body = await read_json(request)
+        return json_response(api.update(ctx, coll, resource_id, body, None,
+                                         request.path_params[parent]))
+
+    async def delete_item(request: Request, resource_id: str) -> Response:
+        ctx = authenticate(request)
+        api.delete(ctx, coll, resource_id, None, request.path_params[parent])
+        return Response(status_code=204)
+
+    parent_param = [{"name": parent, "in": "path", "required": True, "schema": {"type": "string"}}]
+    route(base, "GET", "list", list_items, (400, 401, 404),
+          parameters=[*parent_param, *LIST_PARAMETERS])
+    route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
+          parameters=parent_param, requestBody=_body_schema(res, create=True))
+    route(item_path, "GET", "show", show_item, (401, 404), parameters=parent_param)
+    route(item_path, "PUT", "update", update_item, (400, 401, 403, 404, 409),
+          parameters=parent_param, requestBody=_body_schema(res, create=False))
+    route(item_path, "DELETE", "delete", delete_item, (401, 403, 404, 409), 204,
+          parameters=parent_param)
 
 
 def add_tag_routes(

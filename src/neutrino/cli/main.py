@@ -47,6 +47,11 @@ def server(
         None, envvar="NEUTRINO_COMPUTE_URL", help="Nova's endpoint (e.g. http://127.0.0.1:8774): "
         "port status changes are posted to its /v2.1/os-server-external-events as "
         "network-vif-plugged / network-vif-unplugged."),
+    router_distributed: bool = typer.Option(
+        False, help="New routers are distributed unless their creator (an admin) says otherwise "
+        "(Neutron's router_distributed)."),
+    l3_ha: bool = typer.Option(False, help="New routers are HA unless their creator (an admin) "
+                               "says otherwise (Neutron's l3_ha)."),
 ) -> None:
     """Run the API server (Neutron v2.0 + Keystone v3 subset)."""
     import uvicorn
@@ -57,7 +62,8 @@ def server(
         raise typer.BadParameter("--auth must be keystone or noauth")
     settings = Settings(host=host, port=port, state_dir=state_dir.expanduser(),
                         database=database, auth=auth, keystone_url=keystone_url,
-                        admin_password=admin_password, compute_url=compute_url)
+                        admin_password=admin_password, compute_url=compute_url,
+                        router_distributed=router_distributed, l3_ha=l3_ha)
     logging.basicConfig(level=log_level.upper())
     built = build_server(settings)
     if built.generated_password:

@@ -14,7 +14,6 @@ from sqlalchemy import Connection, func, insert, select
 from neutrino.db.schema import outbox
 from neutrino.timeutil import now_iso
 
-
 #: a port's status reported by its agent (ACTIVE / DOWN): no input of the compiler
 PORT_STATUS_KIND = "port_status"
 

@@ -165,6 +165,71 @@ port_security_groups = Table(
     PrimaryKeyConstraint("port_id", "security_group_id"),
 )
 
+# --- L3: routers, their ports, floating IPs and port forwardings --------------------------------
+
+routers = Table(
+    "routers",
+    metadata,
+    *_standard(
+        Column("admin_state_up", Boolean, nullable=False),
+        Column("status", String(16), nullable=False),
+        # the gateway port (device_owner network:router_gateway) on an external network
+        Column("gw_port_id", ID, ForeignKey("ports.id"), unique=True),
+        Column("enable_snat", Boolean, nullable=False),
+        Column("distributed", Boolean, nullable=False),
+        Column("ha", Boolean, nullable=False),
+        Column("routes", JSON, nullable=False),  # extra routes: [{"destination", "nexthop"}]
+    ),
+)
+
+# which ports a router owns (Neutron's routerports): its interfaces and its gateway port
+router_ports = Table(
+    "router_ports",
+    metadata,
+    Column("port_id", ID, ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True),
+    Column("router_id", ID, ForeignKey("routers.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("port_type", String(255), nullable=False),  # the port's device_owner
+)
+
+floatingips = Table(
+    "floatingips",
+    metadata,
+    *_standard(
+        Column("floating_network_id", ID, ForeignKey("networks.id"), nullable=False, index=True),
+        # the port (device_owner network:floatingip) holding the address on the external network
+        Column("floating_port_id", ID, ForeignKey("ports.id"), nullable=False, unique=True),
+        Column("floating_ip_address", String(64), nullable=False),
+        Column("fixed_port_id", ID, ForeignKey("ports.id"), index=True),
+        Column("fixed_ip_address", String(64)),
+        Column("router_id", ID, ForeignKey("routers.id"), index=True),
+        Column("status", String(16), nullable=False),
+        # one floating IP per fixed address and external network (NULLs never collide)
+        UniqueConstraint("floating_network_id", "fixed_port_id", "fixed_ip_address",
+                         name="uq_floatingips_fixed"),
+    ),
+)
+
+port_forwardings = Table(
+    "port_forwardings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("floatingip_id", ID, ForeignKey("floatingips.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("project_id", String(255), nullable=False, index=True),  # the floating IP's project
+    Column("external_port", Integer, nullable=False),
+    Column("internal_port_id", ID, ForeignKey("ports.id"), nullable=False, index=True),
+    Column("internal_ip_address", String(64), nullable=False),
+    Column("internal_port", Integer, nullable=False),
+    Column("protocol", String(40), nullable=False),
+    Column("description", String(1024), nullable=False),
+    # Neutron's two uniqueness rules: one mapping per external port, one per internal socket
+    UniqueConstraint("floatingip_id", "external_port", "protocol",
+                     name="uq_port_forwardings_external"),
+    UniqueConstraint("internal_port_id", "internal_ip_address", "internal_port", "protocol",
+                     name="uq_port_forwardings_internal"),
+)
+
 tags = Table(
     "tags",
     metadata,

@@ -15,7 +15,7 @@ from sqlalchemy.sql.expression import true
 
 from neutrino.api.address_hints import AddressHints
 from neutrino.api.attributes import UNSET, Attr
-from neutrino.api.errors import resource_not_found
+from neutrino.api.errors import NotFound, resource_not_found
 from neutrino.config import Settings
 from neutrino.context import RequestContext
 from neutrino.db.outbox import Change
@@ -36,6 +36,14 @@ class Resource:
     path: str = ""  # URL segment under /v2.0, when it differs from collection ("security-groups")
     table: Table
     attributes: dict[str, Attr]
+    # a sub-resource (/v2.0/<parent>/{<parent_key>}/<collection>): the parent's collection and
+    # the column naming the parent
+    parent: str | None = None
+    parent_key: str = ""
+    # member actions (PUT /v2.0/<path>/{id}/<action>): action name -> request body JSON schema;
+    # they run in `act`
+    actions: dict[str, dict[str, Any]] = {}
+    taggable = True  # standard-attr-tag: views carry `tags` (False for port forwardings)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -68,11 +76,12 @@ class Resource:
             return []
         ids_query = select(self.table.c.id).where(where)
         related = self.load_related(conn, ids_query)
-        tag_map = load_tags(conn, self.resource, ids_query)
+        tag_map = load_tags(conn, self.resource, ids_query) if self.taggable else {}
         views = []
         for row in rows:
             view = self.view(row, related)
-            view["tags"] = tag_map.get(row.id, [])
+            if self.taggable:
+                view["tags"] = tag_map.get(row.id, [])
             views.append(view)
         return views
 
@@ -83,13 +92,23 @@ class Resource:
     def view(self, row: Row[Any], related: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def get(self, conn: Connection, ctx: RequestContext, resource_id: str) -> dict[str, Any]:
+    def get(
+        self, conn: Connection, ctx: RequestContext, resource_id: str,
+        where: ColumnElement[bool] | None = None,
+    ) -> dict[str, Any]:
         if "\x00" in resource_id:  # no id holds one, and PostgreSQL refuses to compare them
-            raise resource_not_found(self.resource, resource_id)
-        found = self.load(conn, and_(self.table.c.id == resource_id, self.scope(ctx)))
+            raise self.not_found(resource_id)
+        condition = and_(self.table.c.id == resource_id, self.scope(ctx))
+        if where is not None:
+            condition = and_(condition, where)
+        found = self.load(conn, condition)
         if not found:
-            raise resource_not_found(self.resource, resource_id)
+            raise self.not_found(resource_id)
         return found[0]
+
+    def not_found(self, resource_id: str) -> NotFound:
+        """Neutron's <Resource>NotFound for this resource."""
+        return resource_not_found(self.resource, resource_id)
 
     def matches(self, view: dict[str, Any], key: str, values: list[str]) -> bool:
         """Filter on an attribute that is not a plain column (lists, dicts)."""
@@ -131,6 +150,13 @@ class Resource:
 
     def check_writable(self, ctx: RequestContext, current: dict[str, Any]) -> None:
         """Extra rules before an update or delete (beyond ownership), e.g. default groups."""
+
+    def act(
+        self, conn: Connection, ctx: RequestContext, current: dict[str, Any], action: str,
+        body: Any,
+    ) -> tuple[dict[str, Any], list[Change]]:
+        """Run one of `actions` on a resource the caller may change; returns the answer body."""
+        raise NotImplementedError
 
     # --- helpers for subclasses ---------------------------------------------------------------
     def standard_row(self, values: dict[str, Any], resource_id: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from neutrino.api.attributes import (
 )
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, InvalidInput, resource_not_found
 from neutrino.api.resources.base import Resource
+from neutrino.api.resources.l3 import check_port_deletable, release_port
 from neutrino.api.resources.security_groups import ensure_default_security_group
 from neutrino.api.resources.subnets import ROUTER_OWNERS, is_auto_address, subnet_plan_pools
 from neutrino.context import RequestContext
@@ -253,6 +254,7 @@ class Ports(Resource):
                 values.get("binding:vnic_type", current["binding:vnic_type"]),
             )
             columns.update(binding_vif_type=vif_type, binding_vif_details=details)
+        changes: list[Change] = []
         if "fixed_ips" in values:
             self._free_addresses(conn, current["fixed_ips"])
             conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id))
@@ -261,6 +263,8 @@ class Ports(Resource):
             addresses = self._allocate(conn, current["network_id"], mac, owner,
                                        values["fixed_ips"], current["fixed_ips"])
             self._write_addresses(conn, port_id, current["network_id"], addresses)
+            # floating IPs and port forwardings on an address the port no longer has let go
+            changes += release_port(conn, port_id, [address for _, address in addresses])
         elif "mac_address" in columns:
             self._readdress_auto(conn, port_id, current["mac_address"], columns["mac_address"])
         if "security_groups" in values:
@@ -270,17 +274,19 @@ class Ports(Resource):
                 conn.execute(insert(port_security_groups),
                              [{"port_id": port_id, "security_group_id": g} for g in groups])
         self.touch(conn, port_id, columns)
-        return [Change("port", port_id, "update")]
+        return [Change("port", port_id, "update"), *changes]
 
     def delete(
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any]
     ) -> list[Change]:
         port_id = current["id"]
+        check_port_deletable(conn, current)  # a router's or floating IP's port: 409
+        changes = release_port(conn, port_id)  # its floating IPs, port forwardings
         self._free_addresses(conn, current["fixed_ips"])
         conn.execute(delete(ip_allocations).where(ip_allocations.c.port_id == port_id))
         conn.execute(delete(port_security_groups).where(port_security_groups.c.port_id == port_id))
         conn.execute(delete(ports).where(ports.c.id == port_id))
-        return [Change("port", port_id, "delete")]
+        return [*changes, Change("port", port_id, "delete")]
 
     def _free_addresses(self, conn: Connection, fixed_ips: list[dict[str, str]]) -> None:
         for entry in fixed_ips:
