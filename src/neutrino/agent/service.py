@@ -311,7 +311,7 @@ class Agent:
         # flat / vlan networks leave through the patch port to their physnet's provider bridge
         provider = await asyncio.to_thread(self.ovsdb.ensure_provider_patches,
                                            self.config.bridge_mappings)
-        vifs = self.ovsdb.vifs()
+        vifs = await asyncio.to_thread(self.ovsdb.vifs)  # (a snapshot rebuild may take a while)
         ports = {doc.id: doc for doc in documents.values() if isinstance(doc, PortPolicy)}
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
         networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
@@ -319,8 +319,9 @@ class Agent:
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
         self._update_leases(documents, local)
         switch_read = time.perf_counter()
-        flows = render_chassis(documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
-                               provider_ofports=provider)
+        flows = await asyncio.to_thread(  # off the event loop: heartbeats and the stream go on
+            render_chassis, documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
+            provider)
         rendered = time.perf_counter()
         delta = await asyncio.to_thread(self.flows.apply, flows)
         applied = time.perf_counter()
