@@ -11,7 +11,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from distribution.conftest import ADMIN
 from neutrino.db.engine import Database
-from neutrino.db.outbox import Change, current_revision, record_changes
+from neutrino.db.outbox import PORT_STATUS_KIND, Change, current_revision, record_changes
 from neutrino.db.schema import chassis, outbox
 from neutrino.distribution.compiler_loop import Compiler, CompilerLoop, default_compiler
 from neutrino.distribution.store import EmbeddedPolicyStore
@@ -149,3 +149,26 @@ def test_the_app_runs_the_loop_and_stops_it_cleanly(database_url: str, tmp_path:
 def store_head(db: Database) -> int:
     with db.read() as conn:
         return current_revision(conn)
+
+
+def test_status_reports_move_the_revision_without_loading_or_compiling(db: Database) -> None:
+    """An agent's ACTIVE / DOWN report is no input of the compiler: its outbox row is consumed
+    (the store's revision moves on) without reading the intent or compiling anything."""
+    fake = FakeCompiler()
+    loads: list[int] = []
+    compiler = fake.functions()
+    counting = Compiler(lambda conn: loads.append(1) or fake.load_intent(conn),
+                        compiler.compile_chassis, compiler.affected_chassis)
+    store = EmbeddedPolicyStore(db)
+    loop = CompilerLoop(db, store, counting)
+    add_chassis(db, "hv1", "192.0.2.1")
+    loop.run_once()
+    assert len(loads) == 1
+    outbox_row(db, Change(PORT_STATUS_KIND, "p1", "update"), Change(PORT_STATUS_KIND, "p2", "update"))
+    result = loop.run_once()
+    with db.read() as conn:
+        assert result.revision == current_revision(conn)
+    assert (len(loads), result.compiled, store.revision()) == (1, frozenset(), result.revision)
+    outbox_row(db, Change(PORT_STATUS_KIND, "p1", "update"), Change("port", "p1", "update"))
+    loop.run_once()
+    assert len(loads) == 2  # anything else in the batch: a normal pass

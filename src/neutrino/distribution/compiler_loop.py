@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from neutrino.db.engine import Database
-from neutrino.db.outbox import Change, changes_since, current_revision
+from neutrino.db.outbox import PORT_STATUS_KIND, Change, changes_since, current_revision
 from neutrino.db.schema import chassis as chassis_table
 from neutrino.distribution.leader import Leadership
 from neutrino.distribution.store import PolicyStore
@@ -107,9 +107,15 @@ class CompilerLoop:
                     cursor = revision
             if self.before is not None and head <= position:
                 return PassResult(position, frozenset(), 0)
-            after = self.compiler.load_intent(conn)
+            # status reports only (no input of the compiler): nothing to load or compile
+            status_only = self.before is not None and all(
+                c.kind == PORT_STATUS_KIND for c in changes)
+            after = self.before if status_only else self.compiler.load_intent(conn)
             registered = {row[0] for row in conn.execute(select(chassis_table.c.name))}
         revision = max(head, position)
+        if status_only:
+            self.store.commit(revision)
+            return PassResult(revision, frozenset(), 0)
         if self.before is None:
             targets = registered | self.store.known_chassis()
         else:

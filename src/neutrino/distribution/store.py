@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -132,8 +133,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def encode(document: Document) -> str:
-    """Canonical JSON of a document (sorted keys), so equal documents compare equal as text."""
+    """Canonical JSON of a document (sorted keys), so equal documents compare equal as text.
+    Memoised: a pass re-encodes only the documents that changed (documents are frozen values)."""
     return orjson.dumps(document.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
 
 
