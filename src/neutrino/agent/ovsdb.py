@@ -79,13 +79,21 @@ class Iface:
     options: Mapping[str, str]
 
 
+def _iface(bridge: str, row: Any) -> Iface:
+    ofport = int(row.ofport[0]) if row.ofport else -1
+    link = row.link_state[0] if row.link_state else "down"
+    return Iface(bridge=bridge, name=row.name, type=row.type, ofport=ofport,
+                 link_up=link == "up" and ofport > 0, external_ids=dict(row.external_ids),
+                 options=dict(row.options))
+
+
 class _InterfaceChanged(event.RowEvent):
-    def __init__(self, callback: Callable[[], None]) -> None:
+    def __init__(self, callback: Callable[[str, Any], None]) -> None:
         super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), "Interface", None)
         self.callback = callback
 
     def run(self, event: str, row: Any, old: Any) -> None:
-        self.callback()
+        self.callback(event, row)
 
 
 class _NotifyingIdl(connection.OvsdbIdl):
@@ -108,10 +116,12 @@ class HostOvsdb:
             helper.register_table(table)
         self.idl = _NotifyingIdl(url, helper)
         self._on_change = on_change
-        # every interface of every bridge, read once per change of the Interface table (reading
-        # thousands of IDL rows is slow); `_generation` counts changes, so that a snapshot taken
-        # while a change came in is not kept
-        self._ifaces: list[Iface] | None = None
+        # every interface of every bridge by row uuid, read in full once (reading thousands of
+        # IDL rows is slow), then kept up to date row by row from the Interface table's events
+        # (`_pending`: rows changed since, None = deleted); `_generation` counts invalidations,
+        # so that a full read overtaken by one is not kept
+        self._ifaces: dict[Any, Iface] | None = None
+        self._pending: dict[Any, Any] = {}
         self._generation = 0
         self._cache_lock = threading.Lock()
         self.idl.notify_handler.watch_event(_InterfaceChanged(self._interfaces_changed))
@@ -129,33 +139,51 @@ class HostOvsdb:
         rows = self._rows("Open_vSwitch")
         return dict(rows[0].external_ids) if rows else {}
 
-    def _interfaces_changed(self) -> None:
+    def _interfaces_changed(self, event: str | None = None, row: Any = None) -> None:
+        """An Interface row changed (`row`), or anything did (no row: read everything again)."""
         with self._cache_lock:
-            self._generation += 1
-            self._ifaces = None
+            if row is not None and self._ifaces is not None:
+                self._pending[row.uuid] = None if event == _InterfaceChanged.ROW_DELETE else row
+            else:
+                self._generation += 1
+                self._ifaces = None
+                self._pending = {}
         if self._on_change is not None:
             self._on_change()
 
     def interfaces(self) -> list[Iface]:
-        """Every interface of every bridge (cached until the Interface table changes)."""
+        """Every interface of every bridge (read in full once, then row by row as they change)."""
         with self._cache_lock:
             if self._ifaces is not None:
-                return self._ifaces
+                unresolved: dict[Any, Any] = {}  # new rows whose port is on no bridge yet
+                for uuid, row in self._pending.items():
+                    if row is None:
+                        self._ifaces.pop(uuid, None)
+                        continue
+                    known = self._ifaces.get(uuid)
+                    bridge = known.bridge if known is not None else self._bridge_of(row.name)
+                    if bridge is None:
+                        unresolved[uuid] = row
+                    else:
+                        self._ifaces[uuid] = _iface(bridge, row)
+                self._pending = unresolved
+                return list(self._ifaces.values())
             generation = self._generation
-        snapshot: list[Iface] = []
-        for bridge in self._rows("Bridge"):
-            for port in bridge.ports:
-                for iface in port.interfaces:
-                    ofport = int(iface.ofport[0]) if iface.ofport else -1
-                    link = iface.link_state[0] if iface.link_state else "down"
-                    snapshot.append(Iface(
-                        bridge=bridge.name, name=iface.name, type=iface.type, ofport=ofport,
-                        link_up=link == "up" and ofport > 0,
-                        external_ids=dict(iface.external_ids), options=dict(iface.options)))
+        snapshot = {iface.uuid: _iface(bridge.name, iface)
+                    for bridge in self._rows("Bridge") for port in bridge.ports
+                    for iface in port.interfaces}
         with self._cache_lock:
-            if self._generation == generation:
+            if self._generation == generation and self._ifaces is None:
                 self._ifaces = snapshot
-        return snapshot
+                self._pending = {}
+        return list(snapshot.values())
+
+    def _bridge_of(self, port_name: str) -> str | None:
+        """The bridge with a port named `port_name` (an interface's port shares its name)."""
+        for bridge in self._rows("Bridge"):
+            if any(port.name == port_name for port in bridge.ports):
+                return str(bridge.name)
+        return None
 
     def _bridge_interfaces(self) -> list[Iface]:
         return [i for i in self.interfaces() if i.bridge == self.bridge]
