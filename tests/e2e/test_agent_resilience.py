@@ -166,6 +166,23 @@ def test_agent_restarts_lose_no_packet(net: Net) -> None:
     assert lost == set(), f"{len(lost)} of {sent} echo requests lost: {sorted(lost)}"
 
 
+def test_a_restarted_vswitchd_gets_every_flow_back(net: Net) -> None:
+    """ovs-vswitchd of host2 crashes (SIGKILL: every OpenFlow flow is gone with it) and is
+    started again from the same database: the agent notices (its OpenFlow connection ended and
+    holds again), installs the whole table again, and vm1 reaches vm2 again within seconds; the
+    flows are those it had before."""
+    lab = net.lab
+    lab.wait_converged("host1", "host2")
+    before = lab.flows("host2")
+    lab.cli("lab", "fail", "host2", "--how", "vswitchd")
+    lab.cli("lab", "heal", "host2")
+    started = time.monotonic()
+    lab.wait_ping("vm1", net.ip["vm2"], timeout=15)
+    wait_until(lambda: lab.flows("host2") == before, timeout=10,
+               message="host2's flows are those it had before the crash")
+    assert time.monotonic() - started < 15
+
+
 # --- (h) a restarted agent converges to what a fresh one installs --------------------------------
 
 def test_an_agent_that_missed_changes_converges_to_a_fresh_agents_flows(net: Net) -> None:

@@ -89,6 +89,11 @@ class FlowTable:
         self._synced = False  # False until the first replace-flows: what is installed is unknown
 
     @property
+    def synced(self) -> bool:
+        """Whether the table knows what is installed (a replace-flows has happened)."""
+        return self._synced
+
+    @property
     def installed(self) -> list[Flow]:
         """What this table believes is installed (after the first apply)."""
         return list(self._installed.values())
@@ -122,6 +127,11 @@ class FlowTable:
             raise
         self._installed = wanted
         return FlowDelta(tuple(added), tuple(removed))
+
+    def forget(self) -> None:
+        """What is installed is unknown again (the switch restarted): the next apply replaces
+        the bridge's flows."""
+        self._synced = False
 
     def resync(self, desired: Iterable[Flow]) -> FlowDelta:
         """Converge through replace-flows (ovs-ofctl dumps the bridge and diffs)."""

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping
@@ -32,9 +33,10 @@ import orjson
 
 from neutrino.agent.dhcp import Lease, lease_for
 from neutrino.agent.dhcp_responder import DhcpResponder
-from neutrino.agent.flows import FlowTable, Ofctl
+from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.credentials import password_auth
+from neutrino.pipeline.flows import Flow
 from neutrino.pipeline.render import render_chassis
 from neutrino.policy.model import (
     Document,
@@ -48,6 +50,8 @@ from neutrino.policy.model import (
 log = logging.getLogger(__name__)
 
 SLOW_RECONCILE = 0.1  # seconds: a reconcile slower than this is logged with its breakdown
+SWITCH_SETTLE = 0.2  # seconds an OpenFlow connection must hold to count as the switch being up
+SWITCH_RETRY = 0.1  # seconds between attempts to reach a switch that is down
 SAFETY_TICK = 30.0  # seconds between reconciles when nothing wakes the agent
 DEBOUNCE = 0.01  # seconds to wait after a wake-up for more changes
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
@@ -85,6 +89,8 @@ class Agent:
         self.revision = 0  # of the policy received
         self.realised = 0  # of the policy installed
         self.synced = False  # a snapshot has arrived (until then the switch is left alone)
+        self._policy_version = 0  # counts changes of `desired`
+        self._rendered_from: tuple[Any, ...] | None = None  # inputs of the installed flows
         self.reported: dict[str, str] = {}  # port id -> status last reported
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -107,7 +113,8 @@ class Agent:
         await self.register()
         tasks = [asyncio.create_task(self._stream_forever()),
                  asyncio.create_task(self._heartbeat_forever()),
-                 asyncio.create_task(self._reconcile_forever())]
+                 asyncio.create_task(self._reconcile_forever()),
+                 asyncio.create_task(self._watch_switch_forever())]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -216,14 +223,17 @@ class Agent:
                 loaded = {key: self._load_item(key, doc) for key, doc in items.items()}
                 self.desired = {key: doc for key, doc in loaded.items() if doc is not None}
                 self.synced = True
+                self._policy_version += 1
             else:
                 key = message["key"]
                 document = message.get("document")
                 loaded_doc = None if document is None else self._load_item(key, document)
                 if loaded_doc is None:
                     self.desired.pop(key, None)
+                    self._policy_version += 1
                 else:
                     self.desired[key] = loaded_doc
+                    self._policy_version += 1
         except (KeyError, TypeError, ValueError) as exc:
             log.error("ignoring a malformed policy %s message (%s): %.300r", kind, exc, message)
             return
@@ -280,6 +290,45 @@ class Agent:
         elif isinstance(value, int) and name in _NUMBER_LIMITS and not 0 <= value <= _NUMBER_LIMITS[name]:
             raise ValueError(f"{name}: {value} is out of range 0-{_NUMBER_LIMITS[name]}")
 
+    # --- the switch ---------------------------------------------------------------------------
+    async def _watch_switch_forever(self) -> None:
+        """Hold an OpenFlow connection to br-int (`ovs-ofctl monitor`): it ends when
+        ovs-vswitchd goes away, which takes every flow with it. Once a new connection holds,
+        the agent installs the whole flow table again (replace-flows)."""
+        ofctl = self.flows.ofctl
+        argv = [shutil.which(ofctl.binary) or ofctl.binary, "-O", OPENFLOW_VERSION, "monitor",
+                ofctl.target]
+        connected = False
+        while True:
+            try:
+                monitor = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL, env={**os.environ, **ofctl.env})
+            except OSError as exc:
+                log.error("cannot watch br-int (%s); flows are not restored after a switch "
+                          "restart", exc)
+                return
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SWITCH_SETTLE):
+                        await monitor.wait()
+                if monitor.returncode is None:  # connected, and it holds
+                    if not connected:
+                        connected = True
+                        if self.flows.synced:  # not our first start: the switch came back
+                            log.warning("ovs-vswitchd is back; installing every flow again")
+                            self.flows.forget()
+                            self._rendered_from = None
+                            self._wake.set()
+                    await monitor.wait()
+                    log.warning("lost the OpenFlow connection to br-int (ovs-vswitchd gone?)")
+                    connected = False
+            finally:
+                if monitor.returncode is None:
+                    monitor.kill()
+                    await monitor.wait()
+            await asyncio.sleep(SWITCH_RETRY)
+
     # --- reconciling ----------------------------------------------------------------------------
     async def _reconcile_forever(self) -> None:
         while True:
@@ -302,7 +351,7 @@ class Agent:
             # no snapshot yet: the agent does not know what the host should have, and an empty
             # policy would remove every tunnel and flow the last agent installed
             return
-        revision = self.revision
+        revision, version = self.revision, self._policy_version
         documents = dict(self.desired)
         started = time.perf_counter()
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
@@ -318,12 +367,22 @@ class Agent:
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
         self._update_leases(documents, local)
+        tunnels = self.ovsdb.tunnel_ofports()
         switch_read = time.perf_counter()
-        flows = await asyncio.to_thread(  # off the event loop: heartbeats and the stream go on
-            render_chassis, documents, local, self.ovsdb.tunnel_ofports(), zones, dhcp_ofport,
-            provider)
+        # the flows depend on nothing else: when none of it changed (an OVSDB event about a
+        # link state, an ofport we already had), there is nothing to render or install
+        inputs = (version, tuple(sorted(local.items())), tuple(sorted(tunnels.items())),
+                  tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())))
+        flows: list[Flow] = []
+        delta = FlowDelta()
+        if inputs != self._rendered_from:
+            flows = await asyncio.to_thread(  # off the event loop: heartbeats, the stream go on
+                render_chassis, documents, local, tunnels, zones, dhcp_ofport, provider)
         rendered = time.perf_counter()
-        delta = await asyncio.to_thread(self.flows.apply, flows)
+        if inputs != self._rendered_from:
+            self._rendered_from = None  # unknown until the bundle is in
+            delta = await asyncio.to_thread(self.flows.apply, flows)
+            self._rendered_from = inputs
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
