@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from lab.helpers import LAB_UNAVAILABLE
+from neutrino.agent.dhcp import internet_checksum
 from neutrino.lab import netns
 from neutrino.lab.cli import api_client
 from neutrino.lab.errors import LabError
@@ -358,6 +359,19 @@ class E2ELab:
         return None
 
 
+@dataclass
+class TenantNet:
+    """A network of the lab, its subnet, and what the API gave the instances booted on it
+    (their addresses, MACs and ports, by instance name)."""
+
+    lab: E2ELab
+    network: Any
+    subnet: Any
+    ip: dict[str, str]
+    mac: dict[str, str]
+    port: dict[str, Any]
+
+
 def normalise_flow(line: str) -> str:
     """A dump-flows line without its counters and ages."""
     line = re.sub(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]*,?\s*", "", line.strip())
@@ -406,15 +420,6 @@ def _text_mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def ethernet(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
     frame = _mac(dst) + _mac(src) + struct.pack("!H", ethertype) + payload
     return frame.ljust(60, b"\0")
@@ -434,7 +439,7 @@ def udp(*, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, payload: bytes,
     datagram = struct.pack("!HHHH", src_port, dst_port, 8 + len(payload), 0) + payload
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(datagram), 0, 0x4000, 64, 17, 0,
                          socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     return ethernet(dst_mac, src_mac, 0x0800, header + datagram)
 
 

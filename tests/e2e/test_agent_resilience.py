@@ -18,7 +18,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,9 +25,9 @@ import pytest
 from e2e.support import (
     BROADCAST,
     E2ELab,
+    TenantNet,
     arp,
     free_address,
-    lab_up,
     marker,
     mentions_address,
     mentions_ofport,
@@ -41,20 +40,7 @@ from neutrino.pipeline.flows import cookie_for
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-agent-resilience")]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
-
-
-@dataclass
-class Net:
-    lab: E2ELab
-    network: Any
-    subnet: Any
-    ip: dict[str, str]
-    mac: dict[str, str]
-    port: dict[str, Any]
+class Net(TenantNet):
 
     def boot(self, name: str, host: str, **port: Any) -> Any:
         created = self.lab.cloud.network.create_port(network_id=self.network.id, name=name, **port)

@@ -26,18 +26,12 @@ from typing import Any
 
 import pytest
 
-from e2e.support import BROADCAST, E2ELab, arp, lab_up, marker, udp
+from e2e.support import BROADCAST, E2ELab, arp, marker, udp
 from lab.helpers import tcp_transfer
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-connectivity")]
 
 CIDR_A, CIDR_B = "10.61.0.0/24", "10.62.0.0/24"
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
 
 
 def open_group(cloud: Any, name: str) -> Any:

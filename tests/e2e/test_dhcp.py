@@ -8,13 +8,12 @@ from __future__ import annotations
 import ipaddress
 import shlex
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.support import E2ELab, lab_up, wait_until
+from e2e.support import E2ELab, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -29,12 +28,6 @@ DUMP_SCRIPT = """#!/bin/sh
   echo "staticroutes=$staticroutes"; echo "lease=$lease"; echo "serverid=$serverid";
   echo "domain=$domain"; } > "$DUMP"
 """
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
 
 
 @pytest.fixture(scope="module")

@@ -11,38 +11,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openstack
 import pytest
-import yaml
 
-from e2e.support import lab_exec, neutrino
-from lab.helpers import LAB_UNAVAILABLE
-from neutrino.lab import netns
-from neutrino.lab.state import lab_prefix
+from e2e.support import E2ELab, lab_exec, lab_up, neutrino
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if LAB_UNAVAILABLE is not None:
-        pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
-    state_dir = tmp_path_factory.mktemp("lab")
-    up = neutrino(state_dir, "lab", "up", "--hosts", "2", check=False)
-    assert up.returncode == 0, up.stderr
-    try:
-        yield state_dir
-    finally:
-        down = neutrino(state_dir, "lab", "down", check=False)
-        assert down.returncode == 0, down.stderr
-        assert netns.list_namespaces(lab_prefix(state_dir) + "-") == []
+def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
+    with lab_up(tmp_path_factory, hosts=2) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def cloud(lab: Path) -> Any:
-    entry = yaml.safe_load((lab / "clouds.yaml").read_text())["clouds"]["neutrino-lab"]
-    return openstack.connect(auth=entry["auth"], region_name=entry["region_name"],
-                             identity_api_version="3")
+def lab(lab_session: E2ELab) -> Path:
+    return lab_session.state_dir
+
+
+@pytest.fixture(scope="module")
+def cloud(lab_session: E2ELab) -> Any:
+    return lab_session.cloud
 
 
 def boot(lab: Path, name: str, host: str, network: str) -> None:

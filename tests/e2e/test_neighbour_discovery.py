@@ -6,12 +6,11 @@ duplicate address detection is never answered (addresses do not turn "dadfailed"
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e.support import E2ELab, Frame, lab_up, wait_until
+from e2e.support import E2ELab, Frame, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -25,12 +24,6 @@ def _neighbour_solicitation_for(frame: Frame) -> str | None:
     if frame.ethertype != 0x86DD or len(data) < 78 or data[20] != ICMPV6 or data[54] != NS:
         return None
     return str(ipaddress.IPv6Address(data[62:78]))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
 
 
 @pytest.fixture(scope="module")

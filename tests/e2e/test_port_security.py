@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from e2e.support import BROADCAST, E2ELab, Frame, arp, free_address, lab_up, marker, udp, wait_until
+from e2e.support import (
+    BROADCAST,
+    E2ELab,
+    Frame,
+    TenantNet,
+    arp,
+    free_address,
+    marker,
+    udp,
+    wait_until,
+)
 from neutrino.lab.instance import random_mac
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-port-security")]
@@ -25,20 +34,7 @@ pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-port-security")]
 ZERO_MAC = "00:00:00:00:00:00"
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
-
-
-@dataclass
-class Net:
-    lab: E2ELab
-    network: Any
-    subnet: Any
-    ip: dict[str, str]
-    mac: dict[str, str]
-    port: dict[str, Any]
+class Net(TenantNet):
 
     def reserve(self, name: str) -> str:
         """An address IPAM gives to a port that nobody binds (the usual way to hold a VIP)."""

@@ -13,18 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openstack
 import pytest
-import yaml
 
-from lab.helpers import LAB_UNAVAILABLE, tcp_transfer
-from neutrino.lab import netns
+from e2e.support import E2ELab, lab_exec, lab_up, neutrino
+from lab.helpers import tcp_transfer
 from neutrino.lab.lab import Lab
 from neutrino.lab.state import lab_prefix
 
@@ -34,42 +31,20 @@ PHYSNET_PORT = "host1-physnet1"  # host1's port on the physnet bridge of the fab
 UNDERLAY_PORT = "ul-host1"  # host1's port on the underlay bridge
 
 
-def neutrino(state_dir: Path, *args: str, check: bool = True,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "neutrino.cli.main", *args]
-    if args[0] == "lab" and "--state-dir" not in args:
-        argv += ["--state-dir", str(state_dir)]
-    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def lab_exec(state_dir: Path, name: str, *command: str,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "neutrino.cli.main", "lab", "exec", name, "--state-dir",
-            str(state_dir), "--", *command]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+@pytest.fixture(scope="module")
+def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
+    with lab_up(tmp_path_factory, hosts=2) as lab:  # default bridge mapping physnet1:br-physnet1
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if LAB_UNAVAILABLE is not None:
-        pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
-    state_dir = tmp_path_factory.mktemp("lab")
-    up = neutrino(state_dir, "lab", "up", "--hosts", "2", "--bridge-mapping",
-                  "physnet1:br-physnet1", check=False)
-    assert up.returncode == 0, up.stderr
-    try:
-        yield state_dir
-    finally:
-        down = neutrino(state_dir, "lab", "down", check=False)
-        assert down.returncode == 0, down.stderr
-        assert netns.list_namespaces(lab_prefix(state_dir) + "-") == []
+def lab(lab_session: E2ELab) -> Path:
+    return lab_session.state_dir
 
 
 @pytest.fixture(scope="module")
-def cloud(lab: Path) -> Any:
-    entry = yaml.safe_load((lab / "clouds.yaml").read_text())["clouds"]["neutrino-lab"]
-    return openstack.connect(auth=entry["auth"], region_name=entry["region_name"],
-                             identity_api_version="3")
+def cloud(lab_session: E2ELab) -> Any:
+    return lab_session.cloud
 
 
 def boot(lab: Path, name: str, host: str, *, network: str | None = None,

@@ -20,15 +20,9 @@ from typing import Any
 
 import pytest
 
-from e2e.support import E2ELab, lab_up, wait_until
+from e2e.support import E2ELab, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-security-groups")]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
 
 
 @dataclass

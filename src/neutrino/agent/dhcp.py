@@ -432,7 +432,8 @@ def reply_type(request: DhcpRequest, lease: Lease) -> int | None:
     return ACK if wanted == lease.ip else NAK
 
 
-def _checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
+    """The ones' complement sum of RFC 1071 (IPv4 header, UDP)."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -522,11 +523,11 @@ def build_reply(request: DhcpRequest, lease: Lease, *, udp_dst_port: int) -> byt
     udp_length = 8 + len(bootp)
     pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_length)
     udp_header = struct.pack("!HHHH", SERVER_PORT, udp_dst_port, udp_length, 0)
-    udp_checksum = _checksum(pseudo + udp_header + bootp) or 0xFFFF  # 0 means "none" in UDP
+    udp_checksum = internet_checksum(pseudo + udp_header + bootp) or 0xFFFF  # 0 means "none" in UDP
     udp = struct.pack("!HHHH", SERVER_PORT, udp_dst_port, udp_length, udp_checksum) + bootp
 
     ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
-    ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
+    ip_header = ip_header[:10] + struct.pack("!H", internet_checksum(ip_header)) + ip_header[12:]
 
     ethernet = bytes.fromhex(request.chaddr.replace(":", "")) \
         + bytes.fromhex(lease.server_mac.replace(":", ""))
