@@ -43,6 +43,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from neutrino.lab import netns
+from neutrino.lab.cli import api_client
 from neutrino.lab.errors import LabError, require_lab_prerequisites
 from neutrino.lab.state import LabState, lab_prefix
 
@@ -337,6 +338,23 @@ class Demo:
 
     # --- step 3 -----------------------------------------------------------------------------
 
+    def wait_converged(self, timeout: float = 15.0) -> None:
+        """Until every agent has installed everything the API has said so far (its realised
+        revision reaches the committed one): ACTIVE only says the port's own host is ready, not
+        that the other hosts know its address (remote groups)."""
+        with api_client(self.state_dir) as client:
+            deadline = time.monotonic() + timeout
+            target: int | None = None
+            while time.monotonic() < deadline:
+                state = client.get("/v2.0/neutrino/revision").json()
+                if state["revision"] >= state["outbox_revision"]:
+                    target = target or state["revision"]
+                    if all(realised >= target for realised in state["chassis"].values()):
+                        return
+                time.sleep(0.2)
+        console.print("  [yellow]not every agent reported the newest revision in time; probing "
+                      "anyway[/]")
+
     def probe_all(self) -> list[Outcome]:
         """Run the probes: those that listen on the same instance and port one after the
         other, the rest concurrently."""
@@ -593,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             "ADDRESS PORT'\n"
             "        reached if LINE arrived at TO's listener (a listener is up for blocked probes "
             "too)", style="dim", markup=False)
+        demo.wait_converged()
         outcomes = demo.probe_all()
         console.print(demo.summary(outcomes))
         lessons = Table.grid(padding=(0, 1))
