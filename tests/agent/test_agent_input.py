@@ -19,7 +19,6 @@ import pytest
 
 from neutrino.agent.service import Agent, AgentConfig
 from neutrino.policy.model import (
-    AddressPair,
     FixedIp,
     NetworkPolicy,
     PortPolicy,
@@ -62,7 +61,7 @@ BAD: dict[str, Any] = {
     key("port", "bad-ip"): {**PORT.model_dump(mode="json"), "id": "bad-ip",
                             "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.0.0.300"}]},
     key("port", "bad-pair"): {**PORT.model_dump(mode="json"), "id": "bad-pair", "allowed_address_pairs": [
-        AddressPair(ip_address="10.0.0.0/33", mac_address="fa:16:3e:00:00:01").model_dump()]},
+        {"ip_address": "10.0.0.0/33", "mac_address": "fa:16:3e:00:00:01"}]},
     key("security_group", "bad-port"): {"id": "bad-port", "rules": [
         {"id": "r9", "direction": "ingress", "ethertype": "IPv4", "protocol": 6,
          "port_range_min": 70000, "port_range_max": 70000}]},

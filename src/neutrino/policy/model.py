@@ -20,12 +20,36 @@ Item kinds (the published key layout; docs/policy-model.md documents every field
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 ItemKind = Literal["port", "network", "security_group", "address_set", "tunnel"]
 ITEM_KINDS: tuple[ItemKind, ...] = ("port", "network", "security_group", "address_set", "tunnel")
+
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def _mac(value: str) -> str:
+    if not _MAC.match(value):
+        raise ValueError(f"{value!r} is not a MAC address")
+    return value
+
+
+def _ip(value: str) -> str:
+    ipaddress.ip_network(value, strict=False)  # an address or a prefix (ValueError otherwise)
+    return value
+
+
+# Every value that goes into a flow match verbatim is checked here, where documents are built
+# and loaded: one bad value would make the renderer or ovs-ofctl refuse every flow of a chassis
+Mac = Annotated[str, AfterValidator(_mac)]
+Ip = Annotated[str, AfterValidator(_ip)]  # an address, or a prefix where the field allows one
+IpProtocol = Annotated[int, Field(ge=0, le=255)]
+L4Port = Annotated[int, Field(ge=0, le=65535)]
 
 
 class Document(BaseModel):
@@ -34,12 +58,12 @@ class Document(BaseModel):
 
 class FixedIp(Document):
     subnet_id: str
-    ip_address: str
+    ip_address: Ip
 
 
 class AddressPair(Document):
-    ip_address: str  # an address or a CIDR
-    mac_address: str
+    ip_address: Ip  # an address or a CIDR
+    mac_address: Mac
 
 
 class DhcpOption(Document):
@@ -53,7 +77,7 @@ class PortPolicy(Document):
 
     id: str
     network_id: str
-    mac_address: str
+    mac_address: Mac
     fixed_ips: tuple[FixedIp, ...] = ()
     admin_state_up: bool = True
     port_security_enabled: bool = True
@@ -65,22 +89,22 @@ class PortPolicy(Document):
 
 
 class HostRoute(Document):
-    destination: str
-    nexthop: str
+    destination: Ip
+    nexthop: Ip
 
 
 class SubnetPolicy(Document):
     id: str
-    cidr: str
+    cidr: Ip
     ip_version: int
-    gateway_ip: str | None = None
+    gateway_ip: Ip | None = None
     enable_dhcp: bool = True
-    dns_nameservers: tuple[str, ...] = ()
+    dns_nameservers: tuple[Ip, ...] = ()
     host_routes: tuple[HostRoute, ...] = ()
     ipv6_ra_mode: str | None = None
     ipv6_address_mode: str | None = None
-    dhcp_server_ip: str | None = None  # the address DHCP answers come from (the DHCP port's)
-    dhcp_server_mac: str | None = None
+    dhcp_server_ip: Ip | None = None  # the address DHCP answers come from (the DHCP port's)
+    dhcp_server_mac: Mac | None = None
 
 
 class RemotePort(Document):
@@ -88,8 +112,8 @@ class RemotePort(Document):
     which addresses to answer ARP/ND for."""
 
     id: str
-    mac_address: str
-    ip_addresses: tuple[str, ...] = ()
+    mac_address: Mac
+    ip_addresses: tuple[Ip, ...] = ()
     chassis: str
 
 
@@ -109,10 +133,10 @@ class SecurityGroupRulePolicy(Document):
     id: str
     direction: Literal["ingress", "egress"]
     ethertype: Literal["IPv4", "IPv6"]
-    protocol: int | None = None  # IP protocol number; None = any
-    port_range_min: int | None = None  # or ICMP type
-    port_range_max: int | None = None  # or ICMP code
-    remote_ip_prefix: str | None = None
+    protocol: IpProtocol | None = None  # IP protocol number; None = any
+    port_range_min: L4Port | None = None  # or ICMP type
+    port_range_max: L4Port | None = None  # or ICMP code
+    remote_ip_prefix: Ip | None = None
     remote_group_id: str | None = None
 
 
@@ -126,13 +150,13 @@ class AddressSetPolicy(Document):
     """The addresses of every port in a security group (for rules with remote_group_id)."""
 
     id: str  # the security group id
-    ipv4: tuple[str, ...] = ()
-    ipv6: tuple[str, ...] = ()
+    ipv4: tuple[Ip, ...] = ()
+    ipv6: tuple[Ip, ...] = ()
 
 
 class TunnelPolicy(Document):
     id: str  # the peer chassis name
-    ip: str  # the peer's tunnel endpoint address
+    ip: Ip  # the peer's tunnel endpoint address
     encap: Literal["geneve", "vxlan"] = "geneve"
 
 
