@@ -34,7 +34,7 @@ lint: deps
 
 ## test: lint, then the whole test suite on $(PYTEST_WORKERS) xdist workers
 test: deps lint
-	$(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 ## demo: two projects on a 3-host lab, real ping/TCP, a summary table; `make demo ARGS=--keep` keeps the lab
 demo: deps

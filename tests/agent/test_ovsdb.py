@@ -83,3 +83,25 @@ def test_conntrack_zones_are_stable_and_reused(ovsdb: tuple[HostOvsdb, threading
     # net-a leaves, net-c arrives: net-b keeps its zone, net-c reuses the freed one
     wait_until(lambda: client.ct_zones({"net-b", "net-c"}) == {"net-b": first["net-b"],
                                                                "net-c": first["net-a"]})
+
+
+def test_several_clients_in_one_process_each_see_their_own_host(tmp_path: Path) -> None:
+    """ovsdbapp keeps one connection per API class; each HostOvsdb has its own, so two of them
+    in one process (and a new one after another was closed) read their own host's database."""
+    if LAB_UNAVAILABLE is not None:
+        pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
+    with lab_in(tmp_path, hosts=2) as running:
+        first, second = (HostOvsdb(f"unix:{running.host(h).ovs.db_socket}")
+                         for h in ("host1", "host2"))
+        try:
+            assert first.host_config()["system-id"] == "host1"
+            assert second.host_config()["system-id"] == "host2"
+        finally:
+            first.close()
+        again = HostOvsdb(f"unix:{running.host('host1').ovs.db_socket}")
+        try:
+            assert again.host_config()["system-id"] == "host1"
+            assert second.host_config()["system-id"] == "host2"
+        finally:
+            again.close()
+            second.close()

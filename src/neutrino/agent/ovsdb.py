@@ -126,7 +126,11 @@ class HostOvsdb:
         self._cache_lock = threading.Lock()
         self.idl.notify_handler.watch_event(_InterfaceChanged(self._interfaces_changed))
         self.connection = connection.Connection(idl=self.idl, timeout=timeout)
-        self.api = impl_idl.OvsdbIdl(self.connection)
+        # ovsdbapp keeps the connection of its API class in a class attribute (the first one
+        # made in the process wins), so each HostOvsdb gets a class of its own: several in one
+        # process (tests, benches) then talk to their own databases
+        api_class = type("HostOvsdbApi", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+        self.api = api_class(self.connection)
         self._lock = threading.Lock()
         self._bound: dict[str, str] = {}  # port id -> the interface name its VIF is
         self._conflicts: dict[str, tuple[str, ...]] = {}  # port id -> interfaces claiming it
