@@ -164,3 +164,36 @@ def test_deleting_a_rule_blocks_new_connections(setup: Setup) -> None:
         wait_until(lambda: not setup.tcp("cli", 9100), timeout=10, message="TCP 9100 blocked")
         setup.settle()
         assert not setup.tcp("cli", 9100) and not setup.tcp("near", 9100)
+
+
+def test_a_stateless_group_needs_a_rule_for_each_direction(setup: Setup) -> None:
+    """A group with stateful=false: its ingress ICMP rule lets echo requests in, but without
+    conntrack the replies need an egress rule of their own. The same rules in a stateful group
+    let the replies out as part of the connection."""
+    cloud = setup.cloud
+    groups = {}
+    for name, stateful in (("sg-stateless", False), ("sg-stateful-twin", True)):
+        group = cloud.network.create_security_group(name=name, stateful=stateful)
+        for rule in list(cloud.network.security_group_rules(security_group_id=group.id)):
+            cloud.network.delete_security_group_rule(rule)  # no egress rule at all
+        cloud.network.create_security_group_rule(
+            security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="icmp",
+            remote_ip_prefix="0.0.0.0/0")
+        groups[name] = group
+    port = cloud.network.create_port(network_id=setup.ports["srv"].network_id, name="sl",
+                                     security_group_ids=[groups["sg-stateless"].id])
+    setup.lab.boot("sl", "host2", port=port.id)
+    address = port.fixed_ips[0]["ip_address"]
+    setup.settle()
+    assert not setup.lab.ping("cli", address, count=2), "a reply left without an egress rule"
+    cloud.network.update_port(port, security_group_ids=[groups["sg-stateful-twin"].id])
+    setup.settle()
+    setup.lab.wait_ping("cli", address)  # stateful: the reply belongs to the connection
+    cloud.network.update_port(port, security_group_ids=[groups["sg-stateless"].id])
+    setup.settle()
+    assert not setup.lab.ping("cli", address, count=2)
+    cloud.network.create_security_group_rule(
+        security_group_id=groups["sg-stateless"].id, direction="egress", ethertype="IPv4",
+        protocol="icmp", remote_ip_prefix="0.0.0.0/0")
+    setup.settle()
+    setup.lab.wait_ping("cli", address)

@@ -11,6 +11,7 @@ from neutrino.pipeline.render import conj_id, port_range_masks, render_chassis
 from neutrino.policy.model import (
     AddressPair,
     AddressSetPolicy,
+    Document,
     FixedIp,
     NetworkPolicy,
     RemotePort,
@@ -106,12 +107,13 @@ def test_l2_lookup_unicast_flood_and_no_hairpin_into_tunnels() -> None:
 
 
 def test_conntrack_scaffolding_of_the_acl_stages() -> None:
-    for stage, after in (("acl_egress", "l2_lookup"), ("acl_ingress", "output")):
+    for stage, after, flag in (("acl_egress", "l2_lookup", "0/0x8"), ("acl_ingress", "output", "0/0x10")):
         got = lines(render(), stage)
-        assert f"{stage} 65000 dl_type=0x0800,ct_state=-trk ct(table={stage},zone=NXM_NX_REG5[0..15])" in got
-        assert f"{stage} 64000 ct_state=+inv+trk drop" in got
-        assert f"{stage} 63999 ct_state=+est-rel-inv+trk resubmit(,{after})" in got
-        assert f"{stage} 63999 ct_state=+rel-inv+trk resubmit(,{after})" in got
+        assert (f"{stage} 65000 reg0={flag},dl_type=0x0800,ct_state=-trk "
+                f"ct(table={stage},zone=NXM_NX_REG5[0..15])") in got
+        assert f"{stage} 64000 reg0={flag},ct_state=+inv+trk drop" in got
+        assert f"{stage} 63999 reg0={flag},ct_state=+est-rel-inv+trk resubmit(,{after})" in got
+        assert f"{stage} 63999 reg0={flag},ct_state=+rel-inv+trk resubmit(,{after})" in got
         assert f"{stage} 65535 dl_type=0x0806 resubmit(,{after})" in got
         assert got[-1] == f"{stage} 0 * drop"
 
@@ -401,3 +403,28 @@ def test_allowed_address_pairs_are_not_answered_by_the_responder() -> None:
     pair = AddressPair(ip_address="10.0.0.100", mac_address=MAC["p1"])
     got = lines(render(allowed_address_pairs=(pair,)), "arp_nd_responder")
     assert not [line for line in got if "arp_tpa=10.0.0.100" in line]
+
+
+# --- stateless security groups -------------------------------------------------------------------
+
+def _stateless(documents: dict[str, Document]) -> dict[str, Document]:
+    return {key: doc.model_copy(update={"stateful": False}) if isinstance(doc, SecurityGroupPolicy)
+            else doc for key, doc in documents.items()}
+
+
+def test_a_port_in_stateless_groups_skips_conntrack_and_its_rules_commit_nothing() -> None:
+    flows = render_chassis(_stateless(chassis_documents("p1")), {"p1": VIF}, {"host2": TUNNEL})
+    egress, ingress = lines(flows, "acl_egress"), lines(flows, "acl_ingress")
+    assert ("acl_egress 65001 reg6=10,reg0=0/0x8 set_field:0x8/0x8->reg0,resubmit(,acl_egress)"
+            in egress)
+    assert ("acl_ingress 65001 reg7=10,reg0=0/0x10 set_field:0x10/0x10->reg0,resubmit(,acl_ingress)"
+            in ingress)
+    cid = conj_id("open-tcp")
+    assert f"acl_ingress 1000 conj_id={cid},dl_type=0x0800 resubmit(,output)" in ingress
+    assert not [line for line in egress + ingress if "ct(commit" in line]
+
+
+def test_stateful_groups_keep_conntrack() -> None:
+    got = lines(render(), "acl_egress") + lines(render(), "acl_ingress")
+    assert not [line for line in got if " 65001 " in line]
+    assert [line for line in got if "ct(commit" in line]

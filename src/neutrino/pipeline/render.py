@@ -44,7 +44,13 @@ from neutrino.pipeline.flows import (
     load,
     resubmit,
 )
-from neutrino.pipeline.stages import FLAG_FROM_OUTSIDE, FLAG_ND_REPLY, FLAG_NO_PORT_SECURITY
+from neutrino.pipeline.stages import (
+    FLAG_FROM_OUTSIDE,
+    FLAG_ND_REPLY,
+    FLAG_NO_PORT_SECURITY,
+    FLAG_STATELESS_EGRESS,
+    FLAG_STATELESS_INGRESS,
+)
 from neutrino.policy.model import (
     AddressSetPolicy,
     Document,
@@ -151,10 +157,11 @@ def _static_flows() -> Iterable[Flow]:
                                               "icmpv6_type": ICMPV6_NS, "ipv6_src": "::"},
                     [resubmit("native_dhcp")], STATIC)
     yield Flow.make("native_dhcp", 0, {}, [resubmit("acl_egress")], STATIC)
-    for stage_name, after, icmpv6_types, dhcp in (
-            ("acl_egress", "l2_lookup", ICMPV6_EGRESS_ALLOWED, ("68", "67")),
-            ("acl_ingress", "output", ICMPV6_INGRESS_ALLOWED, ("67", "68"))):
+    for stage_name, after, icmpv6_types, dhcp, stateless in (
+            ("acl_egress", "l2_lookup", ICMPV6_EGRESS_ALLOWED, ("68", "67"), FLAG_STATELESS_EGRESS),
+            ("acl_ingress", "output", ICMPV6_INGRESS_ALLOWED, ("67", "68"), FLAG_STATELESS_INGRESS)):
         go = [resubmit(after)]
+        tracked = f"0/{stateless:#x}"  # conntrack only for ports with stateful groups
         if stage_name == "acl_egress":
             flag = f"{FLAG_NO_PORT_SECURITY:#x}/{FLAG_NO_PORT_SECURITY:#x}"
             yield Flow.make(stage_name, P_ACL_BYPASS, {"reg0": flag}, go, STATIC)
@@ -165,11 +172,13 @@ def _static_flows() -> Iterable[Flow]:
             yield Flow.make(stage_name, P_ACL_BYPASS, {"dl_type": IPV6, "nw_proto": 58,
                                                        "icmpv6_type": icmp_type}, go, STATIC)
         for eth in (IPV4, IPV6):
-            yield Flow.make(stage_name, P_ACL_CT, {"dl_type": eth, "ct_state": "-trk"},
+            yield Flow.make(stage_name, P_ACL_CT, {"reg0": tracked, "dl_type": eth, "ct_state": "-trk"},
                             [ct_recirculate(stage_name)], STATIC)
-        yield Flow.make(stage_name, P_ACL_STATE, {"ct_state": "+inv+trk"}, (), STATIC)
-        yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+est-rel-inv+trk"}, go, STATIC)
-        yield Flow.make(stage_name, P_ACL_STATE - 1, {"ct_state": "+rel-inv+trk"}, go, STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE, {"reg0": tracked, "ct_state": "+inv+trk"}, (), STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE - 1, {"reg0": tracked, "ct_state": "+est-rel-inv+trk"},
+                        go, STATIC)
+        yield Flow.make(stage_name, P_ACL_STATE - 1, {"reg0": tracked, "ct_state": "+rel-inv+trk"},
+                        go, STATIC)
 
 
 # --- native DHCP ---------------------------------------------------------------------------------
@@ -554,18 +563,30 @@ def _group_rule_flows(group: SecurityGroupPolicy) -> tuple[Flow, ...]:
             flows.append(Flow.make(stage_name, P_ACL_RULE, match, [conjunction(cid, 2, clauses)], cookie))
         after = resubmit("output" if rule.direction == "ingress" else "l2_lookup")
         eth = IPV6 if rule.ethertype == "IPv6" else IPV4  # ct() needs the IP prerequisite
-        flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth,
-                                                        "ct_state": "+new-est+trk"},
-                               [ct_commit(), after], cookie))
+        if group.stateful:  # a new connection: commit it, its replies pass as established
+            flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth,
+                                                            "ct_state": "+new-est+trk"},
+                                   [ct_commit(), after], cookie))
+        else:  # stateless: this packet only
+            flows.append(Flow.make(stage_name, P_ACL_RULE, {"conj_id": cid, "dl_type": eth},
+                                   [after], cookie))
     return tuple(flows)
 
 
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
 def _port_clause_flows(port_id: str, ofport: int,
                        groups: tuple[SecurityGroupPolicy, ...]) -> tuple[Flow, ...]:
-    """Clause 1 of every rule of the port's groups: one flow per direction."""
+    """Clause 1 of every rule of the port's groups: one flow per direction. A port whose groups
+    are all stateless also gets its packets marked so that the ACL stages skip conntrack for
+    them: every packet, replies included, must then match a rule."""
     flows: list[Flow] = []
     cookie = cookie_for("port", port_id)
+    if groups and not any(g.stateful for g in groups):
+        for stage_name, reg, flag in (("acl_egress", "reg6", FLAG_STATELESS_EGRESS),
+                                      ("acl_ingress", "reg7", FLAG_STATELESS_INGRESS)):
+            flows.append(Flow.make(stage_name, P_ACL_CT + 1, {reg: ofport, "reg0": f"0/{flag:#x}"},
+                                   [f"set_field:{flag:#x}/{flag:#x}->reg0", resubmit(stage_name)],
+                                   cookie))
     for direction, stage_name, reg in (("egress", "acl_egress", "reg6"),
                                        ("ingress", "acl_ingress", "reg7")):
         actions = [conjunction(conj_id(r.id), 1, 3 if r.remote_group_id else 2)

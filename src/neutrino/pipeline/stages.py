@@ -89,8 +89,9 @@ REGISTERS: tuple[Register, ...] = (
              "classify"),
     Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from outside (a tunnel or a provider "
              "network: never send it back out), bit 1 = source port has port security disabled, "
-             "bit 2 = a neighbour advertisement being built by the responder",
-             "classify, arp_nd_responder"),
+             "bit 2 = a neighbour advertisement being built by the responder, bit 3 / bit 4 = "
+             "the source / destination port's groups are stateless (no conntrack in acl_egress / "
+             "acl_ingress)", "classify, arp_nd_responder, acl_egress, acl_ingress"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
@@ -104,6 +105,9 @@ FLAG_FROM_OUTSIDE = 0x1  # from a tunnel or a provider network: never send it ba
 FLAG_FROM_TUNNEL = FLAG_FROM_OUTSIDE  # the older name of the same bit
 FLAG_NO_PORT_SECURITY = 0x2
 FLAG_ND_REPLY = 0x4
+# the source / destination port's security groups are stateless: no conntrack in that ACL stage
+FLAG_STATELESS_EGRESS = 0x8
+FLAG_STATELESS_INGRESS = 0x10
 
 STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
 STAGES_BY_TABLE: dict[int, Stage] = {stage.table: stage for stage in STAGES}
