@@ -172,3 +172,22 @@ def test_status_reports_move_the_revision_without_loading_or_compiling(db: Datab
     outbox_row(db, Change(PORT_STATUS_KIND, "p1", "update"), Change("port", "p1", "update"))
     loop.run_once()
     assert len(loads) == 2  # anything else in the batch: a normal pass
+
+
+def test_without_any_chassis_nothing_is_loaded_and_the_first_chassis_gets_everything(
+        db: Database) -> None:
+    """API writes on a server no agent has joined yet cost no compiler pass; the first chassis
+    to register is compiled in full."""
+    fake = FakeCompiler()
+    loads: list[int] = []
+    compiler = fake.functions()
+    counting = Compiler(lambda conn: loads.append(1) or fake.load_intent(conn),
+                        compiler.compile_chassis, compiler.affected_chassis)
+    loop = CompilerLoop(db, EmbeddedPolicyStore(db), counting)
+    outbox_row(db, Change("port", "p1", "create"))
+    assert loop.run_once().compiled == frozenset()
+    assert loads == []
+    add_chassis(db, "hv1", "192.0.2.1")
+    add_chassis(db, "hv2", "192.0.2.2")
+    result = loop.run_once()
+    assert (len(loads), result.compiled) == (1, frozenset({"hv1", "hv2"}))

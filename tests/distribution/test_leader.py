@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from distribution.test_compiler_loop import add_chassis
 from neutrino.db.engine import Database
 from neutrino.db.migrate import upgrade
 from neutrino.distribution.compiler_loop import CompilerLoop, default_compiler
@@ -68,6 +69,7 @@ def test_a_standby_loop_does_not_compile(tmp_path: Path) -> None:
     compiler = default_compiler()
     assert compiler is not None
     first_db, second_db = _contenders(url)
+    add_chassis(first_db, "hv1", "192.0.2.1")  # something to compile
     leader = CompilerLoop(first_db, EmbeddedPolicyStore(first_db), compiler)
     standby = CompilerLoop(second_db, EmbeddedPolicyStore(second_db), compiler)
 

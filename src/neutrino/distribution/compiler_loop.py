@@ -107,13 +107,15 @@ class CompilerLoop:
                     cursor = revision
             if self.before is not None and head <= position:
                 return PassResult(position, frozenset(), 0)
-            # status reports only (no input of the compiler): nothing to load or compile
+            registered = {row[0] for row in conn.execute(select(chassis_table.c.name))}
+            # nothing to load or compile: status reports only (no input of the compiler), or
+            # no chassis at all (the first chassis to register gets a full compile: before=None)
             status_only = self.before is not None and all(
                 c.kind == PORT_STATUS_KIND for c in changes)
-            after = self.before if status_only else self.compiler.load_intent(conn)
-            registered = {row[0] for row in conn.execute(select(chassis_table.c.name))}
+            idle = status_only or (not registered and not self.store.known_chassis())
+            after = self.before if idle else self.compiler.load_intent(conn)
         revision = max(head, position)
-        if status_only:
+        if idle:
             self.store.commit(revision)
             return PassResult(revision, frozenset(), 0)
         if self.before is None:
