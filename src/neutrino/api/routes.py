@@ -125,38 +125,60 @@ def _router(app: FastAPI, res: Resource) -> Callable[..., None]:
 def add_resource_routes(
     app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
 ) -> None:
-    if res.parent is not None:
-        add_subresource_routes(app, api, authenticate, res)
-        return
-    coll = res.collection
+    """A resource's collection and members under /v2.0, or under its parent for a
+    sub-resource, e.g. /v2.0/floatingips/{floatingip_id}/port_forwardings[/{resource_id}]
+    (sub-resources have no tags, no actions and no If-Match)."""
+    coll, parent = res.collection, res.parent_key if res.parent is not None else None
     base = f"/v2.0/{res.path}"
     item_path = base + "/{resource_id}"
     route = _router(app, res)
+
+    def parent_of(request: Request) -> str | None:
+        return request.path_params[parent] if parent is not None else None
+
+    def if_match(request: Request) -> str | None:
+        return request.headers.get("if-match") if parent is None else None
 
     async def list_items(request: Request) -> Response:
         ctx = authenticate(request)
         params = list(request.query_params.multi_items())
         base_url = str(request.url).split("?", 1)[0]
-        return json_response(api.list_collection(ctx, coll, params, base_url))
+        return json_response(api.list_collection(ctx, coll, params, base_url, parent_of(request)))
 
     async def create_item(request: Request) -> Response:
         ctx = authenticate(request)
-        return json_response(api.create(ctx, coll, await read_json(request)), 201)
+        body = await read_json(request)
+        return json_response(api.create(ctx, coll, body, parent_of(request)), 201)
 
     async def show_item(request: Request, resource_id: str) -> Response:
         ctx = authenticate(request)
-        return json_response(api.show(ctx, coll, resource_id, list(request.query_params.multi_items())))
+        params = list(request.query_params.multi_items())
+        return json_response(api.show(ctx, coll, resource_id, params, parent_of(request)))
 
     async def update_item(request: Request, resource_id: str) -> Response:
         ctx = authenticate(request)
         body = await read_json(request)
-        return json_response(api.update(ctx, coll, resource_id, body, request.headers.get("if-match")))
+        return json_response(api.update(ctx, coll, resource_id, body, if_match(request),
+                                        parent_of(request)))
 
     async def delete_item(request: Request, resource_id: str) -> Response:
         ctx = authenticate(request)
-        api.delete(ctx, coll, resource_id, request.headers.get("if-match"))
+        api.delete(ctx, coll, resource_id, if_match(request), parent_of(request))
         return Response(status_code=204)
 
+    if parent is not None:
+        parent_param = [{"name": parent, "in": "path", "required": True,
+                         "schema": {"type": "string"}}]
+        route(base, "GET", "list", list_items, (400, 401, 404),
+              parameters=[*parent_param, *LIST_PARAMETERS])
+        route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
+              parameters=parent_param, requestBody=_body_schema(res, create=True))
+        route(item_path, "GET", "show", show_item, (401, 404), parameters=parent_param)
+        route(item_path, "PUT", "update", update_item, (400, 401, 403, 404, 409),
+              parameters=parent_param, requestBody=_body_schema(res, create=False))
+        route(item_path, "DELETE", "delete", delete_item, (401, 403, 404, 409), 204,
+              parameters=parent_param)
+        return
     route(base, "GET", "list", list_items, (400, 401, 404), parameters=LIST_PARAMETERS)  # 404: marker
     route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
           requestBody=_body_schema(res, create=True))
@@ -188,56 +210,6 @@ def add_action_routes(
         route(f"/v2.0/{res.path}/{{resource_id}}/{action}", "PUT", action, endpoint(action),
               (400, 401, 403, 404, 409),
               requestBody={"required": True, "content": {"application/json": {"schema": schema}}})
-
-
-def add_subresource_routes(
-    app: FastAPI, api: NetworkingApi, authenticate: Authenticator, res: Resource
-) -> None:
-    """A sub-resource's collection and members under its parent, e.g.
-    /v2.0/floatingips/{floatingip_id}/port_forwardings[/{resource_id}] (no tags, no If-Match)."""
-    coll, parent = res.collection, res.parent_key
-    base = f"/v2.0/{res.path}"
-    item_path = base + "/{resource_id}"
-    route = _router(app, res)
-
-    async def list_items(request: Request) -> Response:
-        ctx = authenticate(request)
-        params = list(request.query_params.multi_items())
-        base_url = str(request.url).split("?", 1)[0]
-        parent_id = request.path_params[parent]
-        return json_response(api.list_collection(ctx, coll, params, base_url, parent_id))
-
-    async def create_item(request: Request) -> Response:
-        ctx = authenticate(request)
-        body = await read_json(request)
-        return json_response(api.create(ctx, coll, body, request.path_params[parent]), 201)
-
-    async def show_item(request: Request, resource_id: str) -> Response:
-        ctx = authenticate(request)
-        params = list(request.query_params.multi_items())
-        return json_response(api.show(ctx, coll, resource_id, params, request.path_params[parent]))
-
-    async def update_item(request: Request, resource_id: str) -> Response:
-        ctx = authenticate(request)
-        body = await read_json(request)
-        return json_response(api.update(ctx, coll, resource_id, body, None,
-                                         request.path_params[parent]))
-
-    async def delete_item(request: Request, resource_id: str) -> Response:
-        ctx = authenticate(request)
-        api.delete(ctx, coll, resource_id, None, request.path_params[parent])
-        return Response(status_code=204)
-
-    parent_param = [{"name": parent, "in": "path", "required": True, "schema": {"type": "string"}}]
-    route(base, "GET", "list", list_items, (400, 401, 404),
-          parameters=[*parent_param, *LIST_PARAMETERS])
-    route(base, "POST", "create", create_item, (400, 401, 403, 404, 409), 201,
-          parameters=parent_param, requestBody=_body_schema(res, create=True))
-    route(item_path, "GET", "show", show_item, (401, 404), parameters=parent_param)
-    route(item_path, "PUT", "update", update_item, (400, 401, 403, 404, 409),
-          parameters=parent_param, requestBody=_body_schema(res, create=False))
-    route(item_path, "DELETE", "delete", delete_item, (401, 403, 404, 409), 204,
-          parameters=parent_param)
 
 
 def add_tag_routes(
