@@ -7,31 +7,25 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from e2e.support import E2ELab, lab_exec, lab_up, neutrino
+from e2e.support import E2ELab, connect, lab_exec, neutrino
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
-def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:
-        yield lab
+def lab(lab: E2ELab) -> Path:
+    """These tests drive the lab (tests/e2e/conftest.py) by its state directory."""
+    return lab.state_dir
 
 
 @pytest.fixture(scope="module")
-def lab(lab_session: E2ELab) -> Path:
-    return lab_session.state_dir
-
-
-@pytest.fixture(scope="module")
-def cloud(lab_session: E2ELab) -> Any:
-    return lab_session.cloud
+def cloud(lab: Path) -> Any:
+    return connect(lab)
 
 
 def boot(lab: Path, name: str, host: str, network: str) -> None:

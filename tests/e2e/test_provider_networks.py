@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from e2e.support import E2ELab, lab_exec, lab_up, neutrino
+from e2e.support import E2ELab, connect, lab_exec, neutrino
 from lab.helpers import tcp_transfer
 from neutrino.lab.lab import Lab
 from neutrino.lab.state import lab_prefix
@@ -32,19 +32,14 @@ UNDERLAY_PORT = "ul-host1"  # host1's port on the underlay bridge
 
 
 @pytest.fixture(scope="module")
-def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
-    with lab_up(tmp_path_factory, hosts=2) as lab:  # default bridge mapping physnet1:br-physnet1
-        yield lab
+def lab(lab: E2ELab) -> Path:
+    """These tests drive the lab (tests/e2e/conftest.py) by its state directory."""
+    return lab.state_dir
 
 
 @pytest.fixture(scope="module")
-def lab(lab_session: E2ELab) -> Path:
-    return lab_session.state_dir
-
-
-@pytest.fixture(scope="module")
-def cloud(lab_session: E2ELab) -> Any:
-    return lab_session.cloud
+def cloud(lab: Path) -> Any:
+    return connect(lab)
 
 
 def boot(lab: Path, name: str, host: str, *, network: str | None = None,
