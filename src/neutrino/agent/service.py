@@ -336,20 +336,19 @@ class Agent:
         networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
-        self._update_leases(documents, local)
         tunnels = self.ovsdb.tunnel_ofports()
-        switch_read = time.perf_counter()
-        # the flows depend on nothing else: when none of it changed (an OVSDB event about a
-        # link state, an ofport we already had), there is nothing to render or install
+        switch_read = rendered = time.perf_counter()
+        # the flows and leases depend on nothing else: when none of it changed (an OVSDB event
+        # about a link state, an ofport we already had), there is nothing to render or install
         inputs = (version, tuple(sorted(local.items())), tuple(sorted(tunnels.items())),
                   tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())))
         flows: list[Flow] = []
         delta = FlowDelta()
         if inputs != self._rendered_from:
+            self._update_leases(documents, local)
             flows = await asyncio.to_thread(  # off the event loop: heartbeats, the stream go on
                 render_chassis, documents, local, tunnels, zones, dhcp_ofport, provider)
-        rendered = time.perf_counter()
-        if inputs != self._rendered_from:
+            rendered = time.perf_counter()
             self._rendered_from = None  # unknown until the bundle is in
             delta = await asyncio.to_thread(self.flows.apply, flows)
             self._rendered_from = inputs
