@@ -34,8 +34,7 @@ from neutrino.agent.dhcp_responder import DhcpResponder
 from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.credentials import password_auth
-from neutrino.pipeline.flows import Flow
-from neutrino.pipeline.render import render_chassis
+from neutrino.pipeline.render import ChassisRenderer
 from neutrino.policy.model import (
     Document,
     NetworkPolicy,
@@ -51,7 +50,8 @@ SLOW_RECONCILE = 0.1  # seconds: a reconcile slower than this is logged with its
 SWITCH_SETTLE = 0.2  # seconds an OpenFlow connection must hold to count as the switch being up
 SWITCH_RETRY = 0.1  # seconds between attempts to reach a switch that is down
 SAFETY_TICK = 30.0  # seconds between reconciles when nothing wakes the agent
-DEBOUNCE = 0.01  # seconds to wait after a wake-up for more changes
+DEBOUNCE = 0.001  # seconds to wait after a wake-up for more changes (changes that arrive
+# during a reconcile are batched into the next one anyway)
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
 
 
@@ -87,6 +87,8 @@ class Agent:
         headers = {"X-Auth-Token": config.token} if config.token else {}
         self.http = server_client(config.server, headers)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
+        self.renderer = ChassisRenderer()  # the flows of the policy, updated unit by unit
+        self._lease_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None, int, Lease | None]] = {}
         self.ovsdb: HostOvsdb | None = None
         self.dhcp: DhcpResponder | None = None
         self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
@@ -342,15 +344,12 @@ class Agent:
         # about a link state, an ofport we already had), there is nothing to render or install
         inputs = (version, tuple(sorted(local.items())), tuple(sorted(tunnels.items())),
                   tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())))
-        flows: list[Flow] = []
         delta = FlowDelta()
-        if inputs != self._rendered_from:
+        if inputs != self._rendered_from or not self.flows.synced:
             self._update_leases(documents, local)
-            flows = await asyncio.to_thread(  # off the event loop: heartbeats, the stream go on
-                render_chassis, documents, local, tunnels, zones, dhcp_ofport, provider)
-            rendered = time.perf_counter()
             self._rendered_from = None  # unknown until the bundle is in
-            delta = await asyncio.to_thread(self.flows.apply, flows)
+            rendered, delta = await asyncio.to_thread(  # off the event loop: heartbeats go on
+                self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider)
             self._rendered_from = inputs
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
@@ -360,21 +359,43 @@ class Agent:
         if done - started > SLOW_RECONCILE:
             log.info("reconcile of revision %d took %.0f ms: OVSDB %.0f, render %.0f (%d flows), "
                      "apply %.0f (+%d -%d), report %.0f", revision, (done - started) * 1e3,
-                     (switch_read - started) * 1e3, (rendered - switch_read) * 1e3, len(flows),
+                     (switch_read - started) * 1e3, (rendered - switch_read) * 1e3,
+                     len(self.renderer.flows),
                      (applied - rendered) * 1e3, len(delta.added), len(delta.removed),
                      (done - applied) * 1e3)
 
+    def _render_and_apply(self, documents: Mapping[str, Document], local: Mapping[str, int],
+                          tunnels: Mapping[str, int], zones: Mapping[str, int],
+                          dhcp_ofport: int | None,
+                          provider: Mapping[str, int]) -> tuple[float, FlowDelta]:
+        """Update the rendered flows and install what changed (everything, diffed against what
+        is installed, when the renderer or the table starts afresh); (time rendered, delta)."""
+        changes = self.renderer.update(documents, local, tunnels, zones, dhcp_ofport, provider)
+        rendered = time.perf_counter()
+        if changes is None or not self.flows.synced:
+            return rendered, self.flows.apply(self.renderer.flows.values())
+        return rendered, self.flows.apply_changes(changes)
+
     def _update_leases(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
         """The DHCP lease of every plugged port, by ofport (swapped in whole: the responder's
-        thread only ever reads one complete dict)."""
+        thread only ever reads one complete dict). A lease is recomputed only when its port's
+        or network's document, or its ofport, changed."""
         networks = {d.id: d for d in documents.values() if isinstance(d, NetworkPolicy)}
         leases: dict[int, Lease] = {}
+        known = self._lease_inputs
+        self._lease_inputs = {}
         for document in documents.values():
             if isinstance(document, PortPolicy) and document.id in local:
                 network = networks.get(document.network_id)
-                lease = lease_for(document, network) if network is not None else None
+                ofport = local[document.id]
+                old = known.get(document.id)
+                if old is not None and old[0] is document and old[1] is network and old[2] == ofport:
+                    lease = old[3]
+                else:
+                    lease = lease_for(document, network) if network is not None else None
+                self._lease_inputs[document.id] = (document, network, ofport, lease)
                 if lease is not None:
-                    leases[local[document.id]] = lease
+                    leases[ofport] = lease
         if leases != self.leases:
             self.leases = leases
             if self.dhcp is not None:

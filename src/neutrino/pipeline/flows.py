@@ -25,6 +25,8 @@ class PipelineError(ValueError):
     """A flow that does not fit the declared pipeline."""
 
 
+#: what identifies a flow in the switch: (table, priority, match fields sorted)
+FlowKey = tuple[int, int, tuple[tuple[str, str], ...]]
 MAX_COOKIE = (1 << 63) - 1  # keep clear of all-ones (a wildcard in cookie/mask commands)
 
 
@@ -58,7 +60,7 @@ class Flow:
         return table(self.stage)
 
     @functools.cached_property
-    def key(self) -> tuple[int, int, tuple[tuple[str, str], ...]]:
+    def key(self) -> FlowKey:
         """What identifies the flow in the switch (table, priority, match): the strict-mod key."""
         return self.table, self.priority, tuple(sorted(self.match))
 

@@ -31,11 +31,12 @@ import hashlib
 import ipaddress
 import operator
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from neutrino.pipeline.flows import (
     Flow,
+    FlowKey,
     PipelineError,
     conjunction,
     cookie_for,
@@ -80,67 +81,256 @@ ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_MLD2 = 135, 136, 134, 143
 _L4_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
 
 
-@dataclass
-class _Chassis:
-    ports: list[PortPolicy] = field(default_factory=list)
-    networks: dict[str, NetworkPolicy] = field(default_factory=dict)
-    groups: dict[str, SecurityGroupPolicy] = field(default_factory=dict)
-    address_sets: dict[str, AddressSetPolicy] = field(default_factory=dict)
-
-
 def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
                    tunnel_ofports: Mapping[str, int],
                    ct_zones: Mapping[str, int] | None = None,
                    dhcp_ofport: int | None = None,
                    provider_ofports: Mapping[str, int] | None = None) -> list[Flow]:
-    """All br-int flows for one chassis, sorted by (stage, priority, match).
+    """All br-int flows for one chassis, sorted by (stage, priority, match): what a fresh
+    `ChassisRenderer` makes of these inputs (see `ChassisRenderer.update` for the arguments)."""
+    renderer = ChassisRenderer()
+    renderer.update(documents, local_ofports, tunnel_ofports, ct_zones, dhcp_ofport,
+                    provider_ofports)
+    return sorted(renderer.flows.values(), key=operator.attrgetter("order"))
 
-    `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates them
-    and keeps them in OVSDB so they survive restarts. Without it a network's zone is its
-    tunnel_key, which must then fit 16 bits.
-    `dhcp_ofport`: the ofport of the agent's DHCP port (an internal port where
-    `neutrino.agent.dhcp_responder` listens); None = no native DHCP on this chassis.
 
-    `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy items
-    are not needed here: `tunnel_ofports` says which peers have a tunnel port and its ofport).
-    `local_ofports`: port id -> ofport of its plugged VIF.  `tunnel_ofports`: peer chassis -> ofport.
-    `provider_ofports`: physical network -> ofport of the patch port on br-int that leads to its
-    provider bridge (the agent makes one per bridge mapping); flat / vlan networks reach other
-    chassis through it. None = no bridge mappings here.
+# --- incremental rendering -----------------------------------------------------------------------
+#
+# A chassis's flows are the union of the flows of its *units*, each a pure function of a few
+# inputs (its signature):
+#
+#   unit                     signature                                          flows
+#   ("static", "")           DHCP port's ofport                                 _static_flows, DHCP port
+#   ("network", id)          network doc, local members' ofports, tunnel ofports, _network_flows,
+#                            ct zone, provider ofports, native DHCP on/off      DHCP server ARP
+#   ("port", id)             port doc, network doc, ofport, zone, DHCP ofport,  _port_flows, DHCP request,
+#                            its groups' docs                                   clause 1 (its groups' rules)
+#   ("group", id)            group doc (groups with a local member only)        clause 2 + conjunction flows
+#   ("address_set", id)      address set doc, the local rules naming it         clause 3
+#
+# ChassisRenderer keeps each unit's signature and flows; an update rebuilds only the units whose
+# signature changed (documents are frozen values, so an unchanged item is the same object and the
+# comparison is cheap), and merges per flow key only the keys those units touched. Flows of
+# several units with one key are conjunction clauses with the same match (OVS keeps one flow
+# per match): they merge into one flow with every conjunction action (`merge_flows`).
+
+UnitId = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _Unit:
+    signature: tuple[object, ...]
+    flows: tuple[Flow, ...]
+
+
+class ChassisRenderer:
+    """The flows of one chassis, kept up to date by rebuilding only what its inputs changed.
+
+    `flows` is the whole table (key -> flow); `update` returns what changed in it. A renderer
+    that has seen any sequence of inputs holds exactly what a fresh one makes of the last
+    inputs (tests/pipeline/test_incremental.py); if an update fails (a PipelineError), the
+    renderer starts afresh and `update` reports `None` (= rebuilt, diff against the switch)
+    the next time it succeeds.
     """
-    chassis = _Chassis()
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._units: dict[UnitId, _Unit] = {}
+        self._owners: dict[FlowKey, dict[UnitId, Flow]] = {}  # who contributes to each key
+        self.flows: dict[FlowKey, Flow] = {}
+        self._fresh = True  # nothing rendered yet since start or a failure
+
+    def update(self, documents: Mapping[str, Document], local_ofports: Mapping[str, int],
+               tunnel_ofports: Mapping[str, int], ct_zones: Mapping[str, int] | None = None,
+               dhcp_ofport: int | None = None,
+               provider_ofports: Mapping[str, int] | None = None) -> dict[FlowKey, Flow | None] | None:
+        """Bring `flows` up to date with these inputs; return {key: new flow, or None if the
+        key is gone} for what changed, or None when everything was rebuilt (the first update,
+        or the first after a failure: diff the whole table against the switch then).
+
+        `documents`: the chassis's policy items (any keys; kinds are told by type; TunnelPolicy
+        items are not needed: `tunnel_ofports` says which peers have a tunnel port and its ofport).
+        `local_ofports`: port id -> ofport of its plugged VIF (a port is rendered only when
+        plugged and admin_state_up).  `tunnel_ofports`: peer chassis -> ofport.
+        `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates
+        them and keeps them in OVSDB so they survive restarts. Without it a network's zone is
+        its tunnel_key, which must then fit 16 bits.
+        `dhcp_ofport`: the ofport of the agent's DHCP port (an internal port where
+        `neutrino.agent.dhcp_responder` listens); None = no native DHCP on this chassis.
+        `provider_ofports`: physical network -> ofport of the patch port on br-int that leads to
+        its provider bridge (one per bridge mapping); flat / vlan networks reach other chassis
+        through it. None = no bridge mappings here.
+        """
+        try:
+            signatures = _signatures(documents, local_ofports, tunnel_ofports, ct_zones,
+                                     dhcp_ofport, provider_ofports or {})
+            rebuilt = {uid: _Unit(sig, _build(uid[0], sig)) for uid, sig in signatures.items()
+                       if (old := self._units.get(uid)) is None or old.signature != sig}
+            gone = [uid for uid in self._units if uid not in signatures]
+            touched: set[FlowKey] = set()
+            for uid in gone:
+                self._retract(uid, self._units.pop(uid).flows, touched)
+            for uid, unit in rebuilt.items():
+                old_unit = self._units.get(uid)
+                if old_unit is not None and old_unit.flows == unit.flows:
+                    self._units[uid] = unit
+                    continue
+                if old_unit is not None:
+                    self._retract(uid, old_unit.flows, touched)
+                self._units[uid] = unit
+                for flow in unit.flows:
+                    self._owners.setdefault(flow.key, {})[uid] = flow
+                    touched.add(flow.key)
+            changes: dict[FlowKey, Flow | None] = {}
+            for key in touched:
+                owners = self._owners.get(key)
+                merged = merge_flows(owners.values()) if owners else None
+                if merged != self.flows.get(key):
+                    changes[key] = merged
+                    if merged is None:
+                        del self.flows[key]
+                    else:
+                        self.flows[key] = merged
+        except Exception:
+            self._reset()  # start afresh: the state may be half-updated
+            raise
+        if self._fresh:
+            self._fresh = False
+            return None
+        return changes
+
+    def _retract(self, uid: UnitId, flows: tuple[Flow, ...], touched: set[FlowKey]) -> None:
+        for flow in flows:
+            owners = self._owners.get(flow.key)
+            if owners is not None:
+                owners.pop(uid, None)
+                if not owners:
+                    del self._owners[flow.key]
+            touched.add(flow.key)
+
+
+def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
+                tunnel_ofports: Mapping[str, int], ct_zones: Mapping[str, int] | None,
+                dhcp_ofport: int | None,
+                provider_ofports: Mapping[str, int]) -> dict[UnitId, tuple[object, ...]]:
+    """Every unit of the chassis with the inputs its flows are made from (the table above)."""
+    ports: list[PortPolicy] = []
+    networks: dict[str, NetworkPolicy] = {}
+    groups: dict[str, SecurityGroupPolicy] = {}
+    address_sets: dict[str, AddressSetPolicy] = {}
     for document in documents.values():
         if isinstance(document, PortPolicy):
-            chassis.ports.append(document)
+            ports.append(document)
         elif isinstance(document, NetworkPolicy):
-            chassis.networks[document.id] = document
+            networks[document.id] = document
         elif isinstance(document, SecurityGroupPolicy):
-            chassis.groups[document.id] = document
+            groups[document.id] = document
         elif isinstance(document, AddressSetPolicy):
-            chassis.address_sets[document.id] = document
-    ports = sorted((p for p in chassis.ports
-                    if p.admin_state_up and p.id in local_ofports and p.network_id in chassis.networks),
+            address_sets[document.id] = document
+    local = sorted((p for p in ports
+                    if p.admin_state_up and p.id in local_ofports and p.network_id in networks),
                    key=lambda p: p.id)
-    flows: list[Flow] = list(_static_flows())
+    out: dict[UnitId, tuple[object, ...]] = {("static", ""): (dhcp_ofport,)}
+    zones = {n.id: _zone(n, ct_zones) for n in networks.values()}
+    members: dict[str, list[int]] = defaultdict(list)
+    for port in local:
+        members[port.network_id].append(local_ofports[port.id])
+    tunnels = tuple(sorted(tunnel_ofports.items()))
+    providers = tuple(sorted(provider_ofports.items()))
+    for network in networks.values():
+        out["network", network.id] = (network, tuple(members.get(network.id, ())), tunnels,
+                                      zones[network.id], providers, dhcp_ofport is not None)
+    used: set[str] = set()
+    for port in local:
+        port_groups: tuple[SecurityGroupPolicy, ...] = ()
+        if port.port_security_enabled:
+            port_groups = tuple(groups[g] for g in port.security_group_ids if g in groups)
+            used.update(g.id for g in port_groups)
+        out["port", port.id] = (port, networks[port.network_id], local_ofports[port.id],
+                                zones[port.network_id], dhcp_ofport, port_groups)
+    # clause 2 for each group with a local member; clause 3 for each remote group they name
+    seen: dict[int, str] = {}
+    remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
+    for group_id in sorted(used):
+        group = groups[group_id]
+        out["group", group_id] = (group,)
+        for rule in group.rules:
+            cid = conj_id(rule.id)
+            if seen.setdefault(cid, rule.id) != rule.id:
+                raise PipelineError(f"rules {seen[cid]} and {rule.id} share conjunction id {cid}")
+            if rule.remote_group_id:
+                remote_rules[rule.remote_group_id].append(rule)
+    for group_id, rules in remote_rules.items():
+        address_set = address_sets.get(group_id)
+        if address_set is not None:  # else fail closed: the rule matches nothing until it comes
+            out["address_set", group_id] = (address_set, tuple(rules))
+    return out
+
+
+def _build(kind: str, signature: tuple[object, ...]) -> tuple[Flow, ...]:
+    """The flows of one unit from its signature (see `_signatures`)."""
+    if kind == "static":
+        (dhcp_ofport,) = signature
+        return _static_unit(dhcp_ofport)  # type: ignore[arg-type]
+    if kind == "network":
+        return _network_unit(*signature)  # type: ignore[arg-type]
+    if kind == "port":
+        return _port_unit(*signature)  # type: ignore[arg-type]
+    if kind == "group":
+        return _group_rule_flows(*signature)
+    if kind == "address_set":
+        return _address_set_flows(*signature)
+    raise ValueError(f"no such unit kind: {kind}")
+
+
+def _static_unit(dhcp_ofport: int | None) -> tuple[Flow, ...]:
+    flows = list(_static_flows())
     if dhcp_ofport is not None:
         flows += _dhcp_port_flows(dhcp_ofport)
-    zones = {n.id: _zone(n, ct_zones) for n in chassis.networks.values()}
-    by_network: dict[str, list[PortPolicy]] = defaultdict(list)
-    for port in ports:
-        by_network[port.network_id].append(port)
-    for network in sorted(chassis.networks.values(), key=lambda n: n.id):
-        members = by_network.get(network.id, [])
-        flows += _network_flows(network, members, local_ofports, tunnel_ofports, zones[network.id],
-                                provider_ofports or {})
-        if dhcp_ofport is not None:
-            flows += _dhcp_server_arp_flows(network)
-    for port in ports:
-        network = chassis.networks[port.network_id]
-        flows += _port_flows(port, network.tunnel_key, local_ofports[port.id], zones[port.network_id])
-        if dhcp_ofport is not None and dhcp_served(port, network):
-            flows.append(_dhcp_request_flow(port, local_ofports[port.id], dhcp_ofport))
-    flows += _security_group_flows(chassis, ports, local_ofports)
-    return _merge_conjunctions(flows)
+    return tuple(flows)
+
+
+def _network_unit(network: NetworkPolicy, member_ofports: tuple[int, ...],
+                  tunnels: tuple[tuple[str, int], ...], zone: int,
+                  providers: tuple[tuple[str, int], ...], native_dhcp: bool) -> tuple[Flow, ...]:
+    flows = _network_flows(network, member_ofports, dict(tunnels), zone, dict(providers))
+    if native_dhcp:
+        flows += _dhcp_server_arp_flows(network)
+    return tuple(flows)
+
+
+def _port_unit(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int,
+               dhcp_ofport: int | None, groups: tuple[SecurityGroupPolicy, ...]) -> tuple[Flow, ...]:
+    flows = _port_flows(port, network.tunnel_key, ofport, zone)
+    if dhcp_ofport is not None and dhcp_served(port, network):
+        flows += (_dhcp_request_flow(port, ofport, dhcp_ofport),)
+    if port.port_security_enabled:
+        flows += _port_clause_flows(port.id, ofport, groups)
+    return flows
+
+
+def merge_flows(flows: Iterable[Flow]) -> Flow:
+    """The one flow OVS can hold for flows with one key (stage, priority, match): identical
+    actions keep the lowest cookie; conjunction clauses merge into one flow with every
+    conjunction action (sorted), the lowest cookie and the lowest match order. Any other
+    duplicate is a rendering bug (PipelineError). Independent of the order of `flows`."""
+    merged: Flow | None = None
+    for flow in flows:
+        if merged is None:
+            merged = flow
+        elif merged.actions == flow.actions:
+            merged = min(merged, flow, key=lambda f: (f.cookie, f.match))
+        elif all(a.startswith("conjunction(") for a in merged.actions + flow.actions):
+            merged = Flow(flow.stage, flow.priority, min(merged.match, flow.match),
+                          tuple(dict.fromkeys(sorted(merged.actions + flow.actions))),
+                          min(merged.cookie, flow.cookie))
+        else:
+            raise PipelineError(f"two flows with one match: {merged.describe()} / {flow.describe()}")
+    if merged is None:
+        raise ValueError("no flows to merge")
+    return merged
 
 
 # --- chassis-wide --------------------------------------------------------------------------------
@@ -237,13 +427,13 @@ def _zone(network: NetworkPolicy, ct_zones: Mapping[str, int] | None) -> int:
     return zone
 
 
-def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+def _network_flows(network: NetworkPolicy, members: Sequence[int],
                    tunnel_ofports: Mapping[str, int], zone: int,
                    provider_ofports: Mapping[str, int] | None = None) -> list[Flow]:
     if network.network_type in ("geneve", "vxlan"):
-        flows = _overlay_flows(network, members, local_ofports, tunnel_ofports, zone)
+        flows = _overlay_flows(network, members, tunnel_ofports, zone)
     else:
-        flows = _provider_flows(network, members, local_ofports, provider_ofports or {}, zone)
+        flows = _provider_flows(network, members, provider_ofports or {}, zone)
     # ARP / ND responder for the remote ports' addresses
     cookie = cookie_for("network", network.id)
     for remote in sorted(network.remote_ports, key=lambda r: r.id):
@@ -252,11 +442,12 @@ def _network_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofpo
     return flows
 
 
-def _to_locals(members: list[PortPolicy], local_ofports: Mapping[str, int]) -> list[str]:
-    """Actions that copy the frame to every local port of the network (through `output`)."""
+def _to_locals(members: Sequence[int]) -> list[str]:
+    """Actions that copy the frame to every local port of the network (through `output`), given
+    their ofports in port id order."""
     actions: list[str] = []
-    for port in members:
-        actions += [load(local_ofports[port.id], "reg7"), resubmit("output")]
+    for ofport in members:
+        actions += [load(ofport, "reg7"), resubmit("output")]
     return actions
 
 
@@ -269,7 +460,7 @@ def _from_outside_flows(key: int, to_locals: list[str], cookie: int) -> list[Flo
             Flow.make("l2_lookup", 15, {"metadata": key, "reg0": outside}, (), cookie)]
 
 
-def _overlay_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+def _overlay_flows(network: NetworkPolicy, members: Sequence[int],
                    tunnel_ofports: Mapping[str, int], zone: int) -> list[Flow]:
     """A geneve / vxlan network: other chassis are reached through tunnels (VNI in tun_id)."""
     cookie = cookie_for("network", network.id)
@@ -290,7 +481,7 @@ def _overlay_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofpo
                 {"metadata": key, "reg0": f"0/{FLAG_FROM_OUTSIDE:#x}", "dl_dst": remote.mac_address},
                 [load(vni, "tun_id"), f"output:{tunnel_ofports[remote.chassis]}"], cookie))
     # broadcast, multicast and unknown unicast: every local port (+ the flood chassis if local)
-    to_locals = _to_locals(members, local_ofports)
+    to_locals = _to_locals(members)
     to_tunnels = [load(vni, "tun_id")] if network.flood_chassis else []
     to_tunnels += [f"output:{tunnel_ofports[c]}" for c in sorted(set(network.flood_chassis))
                    if c in tunnel_ofports]
@@ -308,7 +499,7 @@ def provider_vlan(network: NetworkPolicy) -> int | None:
     return None
 
 
-def _provider_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofports: Mapping[str, int],
+def _provider_flows(network: NetworkPolicy, members: Sequence[int],
                     provider_ofports: Mapping[str, int], zone: int) -> list[Flow]:
     """A flat / vlan network: other chassis are reached through the physical network, out of the
     patch port to the provider bridge of its bridge mapping (tagged with the VLAN id for vlan);
@@ -320,7 +511,7 @@ def _provider_flows(network: NetworkPolicy, members: list[PortPolicy], local_ofp
     patch = provider_ofports.get(network.physical_network or "")
     if network.network_type == "vlan" and vid is None:
         patch = None  # no usable VLAN id: never leak its frames untagged
-    to_locals = _to_locals(members, local_ofports)
+    to_locals = _to_locals(members)
     if patch is None:
         return [Flow.make("l2_lookup", 10, {"metadata": key}, to_locals, cookie)]
     flows: list[Flow] = []
@@ -520,36 +711,6 @@ def _rule_matches(rule: SecurityGroupRulePolicy) -> list[dict[str, str | int]]:
     return [base]
 
 
-def _security_group_flows(chassis: _Chassis, ports: list[PortPolicy],
-                          local_ofports: Mapping[str, int]) -> list[Flow]:
-    flows: list[Flow] = []
-    seen: dict[int, str] = {}
-    # rules per direction for each group that has a local member
-    used = sorted({g for p in ports if p.port_security_enabled for g in p.security_group_ids
-                   if g in chassis.groups})
-    remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
-    for group_id in used:
-        group = chassis.groups[group_id]
-        for rule in group.rules:
-            cid = conj_id(rule.id)
-            if seen.setdefault(cid, rule.id) != rule.id:
-                raise PipelineError(f"rules {seen[cid]} and {rule.id} share conjunction id {cid}")
-            if rule.remote_group_id:
-                remote_rules[rule.remote_group_id].append(rule)
-        flows += _group_rule_flows(group)
-    # clause 1: one flow per local port and direction with every rule of its groups
-    for port in ports:
-        if port.port_security_enabled:
-            groups = tuple(chassis.groups[g] for g in port.security_group_ids if g in chassis.groups)
-            flows += _port_clause_flows(port.id, local_ofports[port.id], groups)
-    # clause 3: the addresses of each remote group
-    for group_id, rules in sorted(remote_rules.items()):
-        address_set = chassis.address_sets.get(group_id)
-        if address_set is not None:  # else fail closed: the rule matches nothing until it comes
-            flows += _address_set_flows(address_set, tuple(rules))
-    return flows
-
-
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
 def _group_rule_flows(group: SecurityGroupPolicy) -> tuple[Flow, ...]:
     """Clause 2 of each rule of the group (its match) and its conjunction flow (commit, go on)."""
@@ -612,22 +773,3 @@ def _address_set_flows(address_set: AddressSetPolicy,
                                     (f"ipv6_{side}" if v6 else f"nw_{side}"): address},
                                    [conjunction(conj_id(rule.id), 3, 3)], cookie))
     return tuple(flows)
-
-
-def _merge_conjunctions(flows: list[Flow]) -> list[Flow]:
-    """One flow per (stage, priority, match): conjunction clauses with the same match are merged
-    (OVS keeps only one flow per match); any other duplicate is a rendering bug."""
-    by_key: dict[tuple[int, int, tuple[tuple[str, str], ...]], Flow] = {}
-    for flow in flows:
-        key = flow.key
-        other = by_key.get(key)
-        if other is None:
-            by_key[key] = flow
-        elif other.actions == flow.actions:
-            by_key[key] = min(other, flow, key=lambda f: f.cookie)
-        elif all(a.startswith("conjunction(") for a in other.actions + flow.actions):
-            merged = tuple(dict.fromkeys(sorted(other.actions + flow.actions)))
-            by_key[key] = Flow(flow.stage, flow.priority, other.match, merged, min(other.cookie, flow.cookie))
-        else:
-            raise PipelineError(f"two flows with one match: {other.describe()} / {flow.describe()}")
-    return sorted(by_key.values(), key=operator.attrgetter("order"))
