@@ -129,3 +129,26 @@ def test_unplugging_a_port_removes_its_flows_and_its_network_flood_entry() -> No
     rewritten = [f for f in changes.values() if f is not None]
     assert removed and all(f"reg7=0x{VIF:x}" not in ",".join(f.actions) for f in rewritten)
     assert renderer.flows == fresh(documents, {"local_ofports": {}, "tunnel_ofports": {"host2": TUNNEL}})
+
+
+def test_clauses_shared_inside_one_unit_merge_too() -> None:
+    # two ingress rules of `open` naming `closed` as remote group: clause 3 of both matches each
+    # address of `closed`, in one address-set unit; and two rules of one group with one match
+    documents = chassis_documents("p1")
+    group_key = next(k for k in documents if k.endswith("/security_group/open"))
+    extra = (SecurityGroupRulePolicy(id="open-udp", direction="ingress", ethertype="IPv4",
+                                     protocol=17, remote_group_id="closed"),
+             SecurityGroupRulePolicy(id="open-tcp-again", direction="ingress", ethertype="IPv4",
+                                     protocol=6, port_range_min=5001, port_range_max=5001,
+                                     remote_ip_prefix="0.0.0.0/0"))
+    group = GROUPS["open"].model_copy(update={"rules": (*GROUPS["open"].rules, *extra)})
+    renderer = ChassisRenderer()
+    renderer.update(documents, {"p1": VIF}, {"host2": TUNNEL})
+    inputs = {"local_ofports": {"p1": VIF}, "tunnel_ofports": {"host2": TUNNEL}}
+    changes = renderer.update({**documents, group_key: group}, {"p1": VIF}, {"host2": TUNNEL})
+    assert changes is not None
+    assert renderer.flows == fresh({**documents, group_key: group}, inputs)
+    address = [f for f in renderer.flows.values() if ("nw_src", "10.0.0.2") in f.match]
+    assert len(address) == 1 and len(address[0].actions) == 2  # icmp and udp from `closed`
+    renderer.update(documents, {"p1": VIF}, {"host2": TUNNEL})
+    assert renderer.flows == fresh(documents, inputs)

@@ -166,7 +166,8 @@ class ChassisRenderer:
         try:
             signatures = _signatures(documents, local_ofports, tunnel_ofports, ct_zones,
                                      dhcp_ofport, provider_ofports or {})
-            rebuilt = {uid: _Unit(sig, _build(uid[0], sig)) for uid, sig in signatures.items()
+            rebuilt = {uid: _Unit(sig, _one_per_key(_build(uid[0], sig)))
+                       for uid, sig in signatures.items()
                        if (old := self._units.get(uid)) is None or old.signature != sig}
             gone = [uid for uid in self._units if uid not in signatures]
             touched: set[FlowKey] = set()
@@ -174,15 +175,15 @@ class ChassisRenderer:
                 self._retract(uid, self._units.pop(uid).flows, touched)
             for uid, unit in rebuilt.items():
                 old_unit = self._units.get(uid)
-                if old_unit is not None and old_unit.flows == unit.flows:
-                    self._units[uid] = unit
-                    continue
-                if old_unit is not None:
-                    self._retract(uid, old_unit.flows, touched)
                 self._units[uid] = unit
+                old_flows = {f.key: f for f in old_unit.flows} if old_unit is not None else {}
                 for flow in unit.flows:
+                    old_flow = old_flows.pop(flow.key, None)
+                    if old_flow is flow or old_flow == flow:
+                        continue  # (most of a rebuilt unit's flows come from caches)
                     self._owners.setdefault(flow.key, {})[uid] = flow
                     touched.add(flow.key)
+                self._retract(uid, old_flows.values(), touched)  # the keys it no longer has
             changes: dict[FlowKey, Flow | None] = {}
             for key in touched:
                 owners = self._owners.get(key)
@@ -201,7 +202,7 @@ class ChassisRenderer:
             return None
         return changes
 
-    def _retract(self, uid: UnitId, flows: tuple[Flow, ...], touched: set[FlowKey]) -> None:
+    def _retract(self, uid: UnitId, flows: Iterable[Flow], touched: set[FlowKey]) -> None:
         for flow in flows:
             owners = self._owners.get(flow.key)
             if owners is not None:
@@ -309,6 +310,17 @@ def _port_unit(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int,
     if port.port_security_enabled:
         flows += _port_clause_flows(port.id, ofport, groups)
     return flows
+
+
+def _one_per_key(flows: tuple[Flow, ...]) -> tuple[Flow, ...]:
+    """A unit's flows with those sharing a key merged (two rules of one group with the same
+    match, two rules naming one remote group: their clauses share a match)."""
+    by_key: dict[FlowKey, list[Flow]] = {}
+    for flow in flows:
+        by_key.setdefault(flow.key, []).append(flow)
+    if len(by_key) == len(flows):
+        return flows
+    return tuple(merge_flows(same) for same in by_key.values())
 
 
 def merge_flows(flows: Iterable[Flow]) -> Flow:
