@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ovsdbapp.backend.ovs_idl import connection, event, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
@@ -33,6 +33,7 @@ TUNNEL_PREFIX = "tn-"
 ZONE_KEY = "neutrino-ct-zone-"
 PHYSNET_KEY = "neutrino-physnet"  # external_ids of the patch ports to the provider bridges
 IFNAME_MAX = 15
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class HostOvsdb:
         self._ifaces: dict[Any, Iface] | None = None
         self._pending: dict[Any, Any] = {}
         self._generation = 0
+        self._version = 0  # counts changes of the interface view (`_ifaces`)
+        # what the readers below derived from the view: name -> (version, arguments, result)
+        self._derived: dict[str, tuple[int, Any, Any]] = {}
         self._cache_lock = threading.Lock()
         self.idl.notify_handler.watch_event(_InterfaceChanged(self._interfaces_changed))
         self.connection = connection.Connection(idl=self.idl, timeout=timeout)
@@ -157,30 +161,52 @@ class HostOvsdb:
 
     def interfaces(self) -> list[Iface]:
         """Every interface of every bridge (read in full once, then row by row as they change)."""
+        return self._versioned_interfaces()[1]
+
+    def _versioned_interfaces(self) -> tuple[int, list[Iface]]:
+        """(version of the view, every interface): the version changes whenever the view does."""
         with self._cache_lock:
             if self._ifaces is not None:
                 unresolved: dict[Any, Any] = {}  # new rows whose port is on no bridge yet
+                changed = False  # (most updates are statistics, which the view leaves out)
                 for uuid, row in self._pending.items():
                     if row is None:
-                        self._ifaces.pop(uuid, None)
+                        changed |= self._ifaces.pop(uuid, None) is not None
                         continue
                     known = self._ifaces.get(uuid)
                     bridge = known.bridge if known is not None else self._bridge_of(row.name)
                     if bridge is None:
                         unresolved[uuid] = row
-                    else:
-                        self._ifaces[uuid] = _iface(bridge, row)
+                    elif (iface := _iface(bridge, row)) != known:
+                        self._ifaces[uuid] = iface
+                        changed = True
+                if changed:
+                    self._version += 1
                 self._pending = unresolved
-                return list(self._ifaces.values())
+                return self._version, list(self._ifaces.values())
             generation = self._generation
         snapshot = {iface.uuid: _iface(bridge.name, iface)
                     for bridge in self._rows("Bridge") for port in bridge.ports
                     for iface in port.interfaces}
         with self._cache_lock:
+            self._version += 1
+            version = self._version
             if self._generation == generation and self._ifaces is None:
                 self._ifaces = snapshot
                 self._pending = {}
-        return list(snapshot.values())
+        return version, list(snapshot.values())
+
+    def _derive(self, name: str, arguments: Any, compute: Callable[[list[Iface]], T]) -> T:
+        """`compute(interfaces)`, recomputed only when the interface view or `arguments`
+        changed since the last call of that name (a reconcile asks the same questions again and
+        again; at thousands of interfaces each walk costs milliseconds)."""
+        version, ifaces = self._versioned_interfaces()
+        known = self._derived.get(name)
+        if known is not None and known[0] == version and known[1] == arguments:
+            return known[2]
+        result = compute(ifaces)
+        self._derived[name] = (version, arguments, result)
+        return result
 
     def _bridge_of(self, port_name: str) -> str | None:
         """The bridge with a port named `port_name` (an interface's port shares its name)."""
@@ -190,9 +216,14 @@ class HostOvsdb:
         return None
 
     def _bridge_interfaces(self) -> list[Iface]:
-        return [i for i in self.interfaces() if i.bridge == self.bridge]
+        return self._derive("bridge", None, lambda ifaces: [i for i in ifaces
+                                                             if i.bridge == self.bridge])
 
     def vifs(self) -> dict[str, Vif]:
+        """Port id -> VIF (see `_vifs`), derived again only when an interface changed."""
+        return dict(self._derive("vifs", None, lambda _: self._vifs()))
+
+    def _vifs(self) -> dict[str, Vif]:
         """Port id -> VIF, for every interface of the bridge carrying an iface-id.
 
         Two interfaces claiming one port (a leftover tap, a confused plug): the one this agent
@@ -228,19 +259,21 @@ class HostOvsdb:
 
     def tunnel_ofports(self) -> dict[str, int]:
         """Peer chassis -> ofport of the tunnel port to it (only ports that are attached)."""
-        out: dict[str, int] = {}
-        for iface in self._bridge_interfaces():
-            peer = iface.external_ids.get("neutrino-peer")
-            if peer and iface.ofport > 0:
-                out[peer] = iface.ofport
-        return out
+        def compute(_: list[Iface]) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for iface in self._bridge_interfaces():
+                peer = iface.external_ids.get("neutrino-peer")
+                if peer and iface.ofport > 0:
+                    out[peer] = iface.ofport
+            return out
+        return dict(self._derive("tunnel_ofports", None, compute))
 
     def ofport_of(self, name: str) -> int | None:
         """The ofport of br-int's interface `name` (None while it is missing or unattached)."""
-        for iface in self._bridge_interfaces():
-            if iface.name == name:
-                return iface.ofport if iface.ofport > 0 else None
-        return None
+        by_name = self._derive("by_name", None, lambda _: {
+            i.name: i for i in self._bridge_interfaces()})
+        iface = by_name.get(name)
+        return iface.ofport if iface is not None and iface.ofport > 0 else None
 
     # --- writing --------------------------------------------------------------------------
     def ensure_internal_port(self, name: str, role: str) -> None:
@@ -257,6 +290,10 @@ class HostOvsdb:
 
     def ensure_tunnels(self, peers: Mapping[str, TunnelSpec]) -> None:
         """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction."""
+        wanted_peers = tuple(sorted(peers.items()))
+        version, _ = self._versioned_interfaces()
+        if self._derived.get("tunnels") == (version, wanted_peers, True):
+            return  # found right, and no interface changed since
         with self._lock:
             existing = {i.external_ids.get("neutrino-peer"): i
                         for i in self._bridge_interfaces() if i.name.startswith(TUNNEL_PREFIX)}
@@ -268,6 +305,7 @@ class HostOvsdb:
                 if iface is None or iface.type != spec.encap or dict(iface.options) != wanted:
                     changed.append((peer, spec, wanted, iface))
             if not stale and not changed:
+                self._derived["tunnels"] = (version, wanted_peers, True)
                 return
             with self.api.transaction(check_error=True) as txn:
                 for name in stale:
@@ -287,6 +325,11 @@ class HostOvsdb:
         bridge exists, in one OVSDB transaction (none when everything is right); remove patch
         ports of ours that no mapping wants any more.  Returns physnet -> ofport of its patch
         port on br-int (only ports that are attached)."""
+        arguments = tuple(sorted(mappings.items()))
+        version, _ = self._versioned_interfaces()
+        known = self._derived.get("patches")
+        if known is not None and known[:2] == (version, arguments):
+            return dict(known[2])  # found right, and no interface changed since
         with self._lock:
             bridges = {b.name: b for b in self._rows("Bridge")}
             wanted: dict[str, tuple[str, str, str]] = {}  # interface name -> (bridge, peer, physnet)
@@ -329,6 +372,8 @@ class HostOvsdb:
                 found_iface = by_name.get(name)
                 if found_iface is not None and found_iface.ofport > 0:
                     out[physnet] = found_iface.ofport
+            if not stale and not missing:
+                self._derived["patches"] = (version, arguments, dict(out))
             return out
 
     def ct_zones(self, network_ids: set[str]) -> dict[str, int]:
