@@ -519,6 +519,9 @@ class OvnSide:
         """Until ovs-vswitchd has caught up (it answers OpenFlow echoes from its main loop)."""
         settle_switch(self.target, self.env)
 
+    def spare_vif(self) -> str:
+        return self.add_vifs([None], "spare")[0]
+
     def ofport(self, name: str) -> int:
         deadline = time.monotonic() + 30
         while True:
@@ -910,6 +913,9 @@ class NeutrinoSide:
     def settle(self) -> None:
         settle_switch(self.target, self.env)
 
+    def spare_vif(self) -> str:
+        return self.plug([(None, "fa:16:3e:ff:ff:fe")], "ns")[0]
+
     def bound_ports(self) -> int:
         """How many VIFs have their classify flow on br-int (in_port=<ofport>, which sets the
         network's key in metadata)."""
@@ -1048,6 +1054,32 @@ def settle_switch(target: str, env: dict[str, str]) -> None:
         time.sleep(0.2)
 
 
+def measure_floors(side: OvnSide | NeutrinoSide, reps: int = 5) -> None:
+    """What the switch alone costs at this size, the same on both sides (information): one
+    `ovs-ofctl --no-names --bundle add-flows` of one flow (process start, connection, bundle
+    commit; the floor of any change installed the way the issue asks), and one ovs-vswitchd
+    reconfiguration after an OVSDB change of a spare interface (`ovs-vsctl set` waits for it; a
+    VIF plug is such a change, and OpenFlow requests wait behind it)."""
+    m = side.result.metrics
+    side.settle()
+    ofctl, reconfigure = [], []
+    for i in range(reps):
+        t0 = time.monotonic()
+        run(["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", side.target, "-"],
+            env=side.env, input=f"add table=200,priority={i + 1},reg0=0xbe5c,actions=drop\n")
+        ofctl.append((time.monotonic() - t0) * 1000)
+    run(["ovs-ofctl", "-O", "OpenFlow15", "del-flows", side.target, "table=200"], env=side.env)
+    spare = side.spare_vif()
+    side.settle()
+    for i in range(max(3, reps // 2)):
+        t0 = time.monotonic()
+        side.vsctl("set", "Interface", spare, f"external_ids:bench-seq={i}")
+        reconfigure.append((time.monotonic() - t0) * 1000)
+        time.sleep(0.2)
+    m["floor_ofctl_bundle_ms"] = statistics.median(ofctl)
+    m["floor_reconfigure_ms"] = statistics.median(reconfigure)
+
+
 def no_switch_ofctl() -> Any:
     """An agent Ofctl that talks to no switch: times the agent's flow diff alone."""
     from neutrino.agent.flows import Ofctl
@@ -1080,6 +1112,8 @@ def measure_side(side: OvnSide | NeutrinoSide, reps: int, op_timeout: float, pre
     log(f"{prefix} {name}: counting flows")
     side.measure_flows()
     side.anatomy()
+    log(f"{prefix} {name}: the switch's own costs")
+    measure_floors(side, reps)
     side.start_watching()
     busy0 = host_busy()
     cpu0 = side.cpu()
@@ -1161,6 +1195,10 @@ def compare(size: str, ports: int, ovn: SideResult | None, neu: SideResult | Non
         ("port_ack", "port add -> ACTIVE / LSP up, median", "ms", lambda r: med(r, "port_ops", "ack_ms")),
         ("rule_ack", "SG rule add -> OVN --wait=hv returned, median", "ms",
          lambda r: med(r, "rule_ops", "ack_ms")),
+        ("floor_ofctl", "floor: one ovs-ofctl --bundle, idle switch", "ms",
+         lambda r: r.metrics.get("floor_ofctl_bundle_ms") if r else None),
+        ("floor_reconfigure", "floor: vswitchd reconfiguration (VIF plug)", "ms",
+         lambda r: r.metrics.get("floor_reconfigure_ms") if r else None),
     ):
         n, o = get(neu), get(ovn)
         rows.append({"key": key, "label": label, "unit": unit, "neutrino": n, "ovn": o,
