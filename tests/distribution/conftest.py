@@ -19,6 +19,7 @@ from neutrino.api.app import create_app
 from neutrino.config import Settings
 from neutrino.db.engine import Database
 from neutrino.db.migrate import upgrade
+from neutrino.distribution.compiler_loop import CHECK_ENV
 from support.live_server import LiveServer
 
 ADMIN = {"X-Project-Id": "admin-project", "X-Roles": "admin,member,reader"}
@@ -82,7 +83,11 @@ def nova() -> Iterator[NovaReceiver]:
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path, nova: NovaReceiver) -> Iterator[LiveServer]:
+def server(database_url: str, tmp_path: Path, nova: NovaReceiver,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    """The server, its compiler loop checking every incremental pass against a full one; no
+    pass may have differed."""
+    monkeypatch.setenv(CHECK_ENV, "1")
     settings = Settings(state_dir=tmp_path, database=database_url, auth="noauth",
                         compute_url=nova.url, policy_keepalive_interval=0.2)
     database = Database(database_url)
@@ -93,3 +98,5 @@ def server(database_url: str, tmp_path: Path, nova: NovaReceiver) -> Iterator[Li
     finally:
         live.stop()
         database.dispose()
+    loop = live.app.state.distribution.loop
+    assert loop is not None and loop.check_incremental and loop.mismatches == 0

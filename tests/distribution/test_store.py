@@ -98,3 +98,25 @@ def test_wait_for_wakes_on_commit_from_another_thread(db: Database) -> None:
     # already past: returns at once
     assert asyncio.run(store.wait_for("h1", 0, 5.0)) is True
     assert asyncio.run(store.wait_for("h1", 1, 0.01)) is False
+
+
+def test_apply_remembers_what_it_wrote_and_a_fresh_store_reads_the_same(db: Database) -> None:
+    """A store's later `apply` diffs against what it remembers (no read, no encoding of a
+    document given before); a store that forgot, or another one, reads the table and reaches
+    the same result; an item deleted and given again comes back over its deletion marker."""
+    store = EmbeddedPolicyStore(db)
+    a, b = tunnel("h1", "h2", "10.0.0.2"), tunnel("h1", "h3", "10.0.0.3")
+    store.apply("h1", docs(a, b), 1)
+    assert store.apply("h1", docs(a), 2) == [b[0]]  # b deleted: a marker row stays
+    assert store.apply("h1", docs(a, b), 3) == [b[0]]  # and b is back, over the marker
+    assert store.apply("h1", docs(a), 4) == [b[0]]
+    store.forget_cached_items()
+    assert store.apply("h1", docs(a, b), 5) == [b[0]]  # read afresh: marker, then back again
+    equal_a = tunnel("h1", "h2", "10.0.0.2")  # equal, not the same object
+    assert EmbeddedPolicyStore(db).apply("h1", docs(equal_a, b), 6) == []
+    assert store.apply("h1", docs(equal_a, b), 6) == []
+    store.commit(6)
+    assert [(key, rev) for key, rev, _doc in store.changes_since("h1", 0)] == [(a[0], 1), (b[0], 5)]
+    assert store.known_chassis() == EmbeddedPolicyStore(db).known_chassis() == {"h1"}
+    store.apply("h1", {}, 7)
+    assert store.known_chassis() == EmbeddedPolicyStore(db).known_chassis() == set()

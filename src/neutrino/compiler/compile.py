@@ -9,7 +9,8 @@ docs/policy-model.md states, field by field, what each document holds and which 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from neutrino.api.validators import protocol_number
 from neutrino.compiler.intent import (
@@ -29,6 +30,7 @@ from neutrino.policy.model import (
     Document,
     FixedIp,
     HostRoute,
+    ItemKind,
     NetworkPolicy,
     PortPolicy,
     RemotePort,
@@ -39,7 +41,13 @@ from neutrino.policy.model import (
     item_key,
 )
 
-__all__ = ["TUNNEL_KEY_TYPE_CODES", "affected_chassis", "compile_chassis", "tunnel_key"]
+__all__ = [
+    "TUNNEL_KEY_TYPE_CODES",
+    "affected_chassis",
+    "compile_chassis",
+    "recompile_chassis",
+    "tunnel_key",
+]
 
 #: bits 32-39 of a tunnel key: which kind of segment the low 32 bits identify
 TUNNEL_KEY_TYPE_CODES = {"geneve": 1, "vxlan": 2, "vlan": 3, "flat": 4}
@@ -178,6 +186,26 @@ def _address_set(intent: Intent, group_id: str) -> AddressSetPolicy:
     return AddressSetPolicy(id=group_id, ipv4=tuple(sorted(v4)), ipv6=tuple(sorted(v6)))
 
 
+def _tunnel_items(intent: Intent, chassis: str, network_ids: Iterable[str]) -> dict[str, Document]:
+    """The chassis's `tunnel` items, given the networks it holds ports of."""
+    peers: dict[str, str] = {}  # peer chassis -> encap
+    for network_id in network_ids:
+        network = intent.networks.get(network_id)
+        if network is None or network.network_type not in OVERLAY_TYPES:
+            continue
+        for peer in intent.chassis_by_network.get(network_id, ()):
+            if peer != chassis and peers.get(peer) != "geneve":
+                peers[peer] = network.network_type
+    items: dict[str, Document] = {}
+    for peer, encap in sorted(peers.items()):
+        row = intent.chassis.get(peer)
+        if row is not None:
+            items[item_key(chassis, "tunnel", peer)] = TunnelPolicy(
+                id=peer, ip=row.tunnel_ip, encap=encap  # type: ignore[arg-type]
+            )
+    return items
+
+
 def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     """Every item the chassis must hold: `item_key(chassis, kind, id)` -> document."""
     docs: dict[str, Document] = {}
@@ -185,16 +213,12 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for port in local:
         docs[item_key(chassis, "port", port.id)] = _port_policy(port)
 
-    peers: dict[str, str] = {}  # peer chassis -> encap
-    for network_id in sorted({p.network_id for p in local}):
+    local_networks = sorted({p.network_id for p in local})
+    for network_id in local_networks:
         network = intent.networks.get(network_id)
         if network is None or network.network_type not in NETWORK_TYPES:
             continue
         docs[item_key(chassis, "network", network_id)] = _network_policy(intent, network, chassis)
-        if network.network_type in OVERLAY_TYPES:
-            for peer in intent.chassis_by_network.get(network_id, ()):
-                if peer != chassis and peers.get(peer) != "geneve":
-                    peers[peer] = network.network_type
 
     used_groups = sorted({g for p in local if p.port_security_enabled for g in p.security_group_ids})
     remote_groups: set[str] = set()
@@ -209,12 +233,146 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for group_id in sorted(remote_groups):
         docs[item_key(chassis, "address_set", group_id)] = _address_set(intent, group_id)
 
-    for peer, encap in sorted(peers.items()):
-        row = intent.chassis.get(peer)
-        if row is not None:
-            docs[item_key(chassis, "tunnel", peer)] = TunnelPolicy(
-                id=peer, ip=row.tunnel_ip, encap=encap  # type: ignore[arg-type]
-            )
+    docs.update(_tunnel_items(intent, chassis, local_networks))
+    return docs
+
+
+# --- compiling only what a change can alter -------------------------------------------------
+
+#: change kinds that are no input of any document: a port's status report; routers, floating
+#: IPs and port forwardings (no rows of theirs in the intent; their ports are port changes)
+KINDS_WITHOUT_DOCUMENTS = frozenset({PORT_STATUS_KIND, "router", "floatingip", "port_forwarding"})
+
+
+@dataclass
+class _Stale:
+    """Items (by id, on any chassis) whose document may differ between two intents."""
+
+    ports: set[str] = field(default_factory=set)
+    networks: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    address_sets: set[str] = field(default_factory=set)
+    tunnels: bool = False  # every tunnel item
+
+
+def _remote_groups(intent: Intent, group_ids: Iterable[str]) -> set[str]:
+    """Groups named as remote group by a rule of one of `group_ids`."""
+    remotes = set()
+    for group_id in group_ids:
+        for rule_id in intent.rules_by_group.get(group_id, ()):
+            remote = intent.rules[rule_id].remote_group_id
+            if remote is not None:
+                remotes.add(remote)
+    return remotes
+
+
+def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _Stale | None:
+    """What `changes` can alter in any chassis's documents; None when it cannot say (a kind it
+    does not know, a change of the physnet names that every tunnel key depends on)."""
+    if before.physical_networks != after.physical_networks:
+        return None
+    stale = _Stale()
+    intents = (before, after)
+    for change in changes:
+        if change.kind in KINDS_WITHOUT_DOCUMENTS:
+            continue
+        if change.kind == "port":
+            for intent in intents:
+                port = intent.ports.get(change.id)
+                if port is None:
+                    continue
+                stale.ports.add(port.id)
+                stale.networks.add(port.network_id)  # remote_ports, flood, DHCP server
+                stale.groups.update(port.security_group_ids)  # held while a local port is in it
+                stale.address_sets.update(port.security_group_ids)  # members
+                stale.address_sets.update(_remote_groups(intent, port.security_group_ids))
+                hosts_before = before.chassis_by_network.get(port.network_id)
+                stale.tunnels |= hosts_before != after.chassis_by_network.get(port.network_id)
+        elif change.kind == "network":
+            stale.networks.add(change.id)
+            stale.tunnels = True  # its type decides tunnels and their encap
+        elif change.kind == "subnet":
+            stale.networks.update(i.subnets[change.id].network_id
+                                  for i in intents if change.id in i.subnets)
+        elif change.kind == "security_group":
+            stale.groups.add(change.id)
+            for intent in intents:  # its rules, which a new or deleted group brings or takes
+                stale.address_sets.update(_remote_groups(intent, [change.id]))
+        elif change.kind == "security_group_rule":
+            for intent in intents:
+                rule = intent.rules.get(change.id)
+                if rule is not None:
+                    stale.groups.add(rule.security_group_id)
+                    if rule.remote_group_id is not None:
+                        stale.address_sets.add(rule.remote_group_id)
+        elif change.kind == "chassis":  # its tunnel_ip; bridge mappings: physnet names above
+            stale.tunnels = True
+        else:
+            return None
+    return stale
+
+
+def _port_item(intent: Intent, chassis: str, port_id: str) -> Document | None:
+    port = intent.ports.get(port_id)
+    return _port_policy(port) if port is not None and port.host == chassis else None
+
+
+def _network_item(intent: Intent, chassis: str, network_id: str) -> Document | None:
+    network = intent.networks.get(network_id)
+    if network is None or network.network_type not in NETWORK_TYPES:
+        return None
+    if chassis not in intent.chassis_by_network.get(network_id, ()):
+        return None
+    return _network_policy(intent, network, chassis)
+
+
+def _group_item(intent: Intent, chassis: str, group_id: str) -> Document | None:
+    group = intent.security_groups.get(group_id)
+    if group is None or chassis not in intent.chassis_by_group.get(group_id, ()):
+        return None
+    return _group_policy(intent, group)
+
+
+def _address_set_item(intent: Intent, chassis: str, group_id: str) -> Document | None:
+    if chassis not in intent.address_set_consumers(group_id):
+        return None
+    return _address_set(intent, group_id)
+
+
+def _local_networks(intent: Intent, chassis: str) -> list[str]:
+    return sorted({intent.ports[p].network_id for p in intent.ports_by_chassis.get(chassis, ())})
+
+
+def recompile_chassis(
+    before: Intent, after: Intent, chassis: str, previous: Mapping[str, Document],
+    changes: Sequence[Change],
+) -> dict[str, Document]:
+    """`compile_chassis(after, chassis)`, given `previous` = `compile_chassis(before, chassis)`
+    and `changes` listing every object that differs between `before` and `after`: only the
+    items the changes can alter are compiled again, every other document is `previous`'s
+    (the same object). Falls back to `compile_chassis` when it cannot tell what changed."""
+    stale = _stale_items(before, after, changes)
+    if stale is None:
+        return compile_chassis(after, chassis)
+    docs = dict(previous)
+    builders: list[tuple[ItemKind, set[str], Callable[[Intent, str, str], Document | None]]] = [
+        ("port", stale.ports, _port_item),
+        ("network", stale.networks, _network_item),
+        ("security_group", stale.groups, _group_item),
+        ("address_set", stale.address_sets, _address_set_item),
+    ]
+    for kind, ids, build in builders:
+        for id in ids:
+            key = item_key(chassis, kind, id)
+            doc = build(after, chassis, id)
+            if doc is None:
+                docs.pop(key, None)
+            else:
+                docs[key] = doc
+    if stale.tunnels:
+        for key in _tunnel_items(before, chassis, _local_networks(before, chassis)):
+            docs.pop(key, None)
+        docs.update(_tunnel_items(after, chassis, _local_networks(after, chassis)))
     return docs
 
 

@@ -63,6 +63,11 @@ class PolicyStore(Protocol):
         """Every change up to `revision` (an outbox revision) is now in the store."""
         ...
 
+    def forget_cached_items(self) -> None:
+        """Forget what `apply` remembers of the stored items, so that the next `apply` of each
+        chassis reads them again (someone else, another server, may have written them)."""
+        ...
+
     def revision(self) -> int:
         """The last committed revision (0 before the first commit)."""
         ...
@@ -140,14 +145,27 @@ def encode(document: Document) -> str:
     return orjson.dumps(document.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
 
 
+#: a live item as `apply` last saw it: the document it was given, or the stored text when it
+#: read the item from the table
+Held = Document | str
+
+
 class EmbeddedPolicyStore:
-    """`PolicyStore` on the server's database (`policy_items`, `compiler_state`)."""
+    """`PolicyStore` on the server's database (`policy_items`, `compiler_state`).
+
+    `apply` remembers, per chassis, the live items it wrote or read (the document object, or
+    the stored text), so a later `apply` of the same chassis neither reads the table nor
+    encodes a document it was given before (the same object): its cost is a dictionary walk
+    plus the writes. This holds while the store's owner is the only writer of the items (the
+    compiling server); `forget_cached_items` drops it (a server taking over the compiling)."""
 
     def __init__(self, db: Database, notifier: Notifier | None = None) -> None:
         self.db = db
         self.notifier = notifier or Notifier()
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # chassis changed by `apply` since the last `commit`
+        self._held: dict[str, dict[str, Held]] = {}  # chassis -> key -> its live item
+        self._known: set[str] | None = None  # chassis with live items, once read
 
     # --- writing ------------------------------------------------------------------------------
     def apply(self, chassis: str, desired: Mapping[str, Document], revision: int) -> list[str]:
@@ -155,35 +173,45 @@ class EmbeddedPolicyStore:
         for key in desired:
             if not key.startswith(prefix):
                 raise ValueError(f"{key!r} is not a key of chassis {chassis!r}")
-        wanted = {key: encode(doc) for key, doc in desired.items()}
         changed: list[str] = []
         with self.db.write() as conn:
-            current = {
-                key: document
-                for key, document in conn.execute(
-                    select(policy_items.c.key, policy_items.c.document)
-                    .where(policy_items.c.chassis == chassis)
-                )
-            }
-            for key, text in wanted.items():
-                if key not in current:
+            held = self._held.get(chassis)
+            deleted: set[str] | None = None  # keys of deletion markers, when read just now
+            if held is None:
+                held, deleted = _stored_items(conn, chassis)
+            now = dict(held)
+            for key, doc in desired.items():
+                old = held.get(key)
+                if old is doc:  # given before: unchanged
+                    continue
+                now[key] = doc
+                text = encode(doc)
+                if old is not None and (old if isinstance(old, str) else encode(old)) == text:
+                    continue
+                if old is None and deleted is not None and key not in deleted:
                     conn.execute(insert(policy_items).values(
                         key=key, chassis=chassis, revision=revision, document=text))
-                elif current[key] != text:
-                    conn.execute(update(policy_items).where(policy_items.c.key == key)
-                                 .values(revision=revision, document=text))
                 else:
-                    continue
+                    _write(conn, chassis, key, revision, text)
                 changed.append(key)
-            for key, document in current.items():
-                if key not in wanted and document is not None:
-                    conn.execute(update(policy_items).where(policy_items.c.key == key)
-                                 .values(revision=revision, document=None))
-                    changed.append(key)
+            for key in held.keys() - desired.keys():
+                del now[key]
+                _write(conn, chassis, key, revision, None)
+                changed.append(key)
+        self._held[chassis] = now  # only once the transaction is committed
+        if self._known is not None:
+            if now:
+                self._known.add(chassis)
+            else:
+                self._known.discard(chassis)
         if changed:
             with self._lock:
                 self._pending.add(chassis)
         return sorted(changed)
+
+    def forget_cached_items(self) -> None:
+        self._held = {}
+        self._known = None
 
     def commit(self, revision: int) -> None:
         with self.db.write() as conn:
@@ -211,10 +239,14 @@ class EmbeddedPolicyStore:
             return _state(conn, COMPACTED)
 
     def known_chassis(self) -> set[str]:
+        if self._known is not None:  # kept up to date by `apply` (see the class's docstring)
+            return set(self._known)
         with self.db.read() as conn:
             rows = conn.execute(select(policy_items.c.chassis).distinct()
                                 .where(policy_items.c.document.is_not(None)))
-            return {row[0] for row in rows}
+            known = {row[0] for row in rows}
+        self._known = known
+        return set(known)
 
     def snapshot(self, chassis: str) -> tuple[int, dict[str, dict[str, Any]]]:
         with self.db.read() as conn:
@@ -255,6 +287,30 @@ class EmbeddedPolicyStore:
 
     async def wait_for(self, chassis: str, revision: int, timeout: float) -> bool:
         return await self.notifier.wait(chassis, revision, timeout)
+
+
+def _stored_items(conn: Connection, chassis: str) -> tuple[dict[str, Held], set[str]]:
+    """The chassis's live items and the keys of its deletion markers."""
+    live: dict[str, Held] = {}
+    deleted: set[str] = set()
+    rows = conn.execute(select(policy_items.c.key, policy_items.c.document)
+                        .where(policy_items.c.chassis == chassis))
+    for key, document in rows:
+        if document is None:
+            deleted.add(key)
+        else:
+            live[key] = document
+    return live, deleted
+
+
+def _write(conn: Connection, chassis: str, key: str, revision: int, text: str | None) -> None:
+    """Store an item's document (None: mark it deleted) at `revision`. The row may be there
+    already: live, or a deletion not compacted yet."""
+    updated = conn.execute(update(policy_items).where(policy_items.c.key == key)
+                           .values(revision=revision, document=text))
+    if updated.rowcount == 0 and text is not None:
+        conn.execute(insert(policy_items).values(
+            key=key, chassis=chassis, revision=revision, document=text))
 
 
 def _state(conn: Connection, name: str) -> int:

@@ -1,0 +1,88 @@
+"""update_intent against a real database (SQLite and PostgreSQL) written through the real API:
+after every write, the intent made from the previous one and the rows the write's outbox
+changes name equals a full load_intent, indexes included, and keeps every row the write did
+not change (the same object)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.helpers import body, network, port, rule, security_group, subnet
+from neutrino.compiler import load_intent, update_intent
+from neutrino.compiler.intent import intent_differences
+from neutrino.db.engine import Database
+from neutrino.db.outbox import Change, changes_since, current_revision
+
+
+class Follower:
+    """Keeps an intent up to date with `update_intent`, one outbox row at a time."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.read() as conn:
+            self.intent = load_intent(conn)
+            self.revision = current_revision(conn)
+
+    def follow(self) -> list[Change]:
+        """Catch up with the outbox; check against a full load; the changes followed."""
+        with self.db.read() as conn:
+            changes = [c for _rev, items in changes_since(conn, self.revision) for c in items]
+            self.revision = current_revision(conn)
+            previous = self.intent
+            self.intent = update_intent(conn, previous, changes)
+            full = load_intent(conn)
+        assert intent_differences(self.intent, full) == [], changes
+        assert self.intent.all_indexes() == full.all_indexes()
+        for table in ("networks", "subnets", "ports", "security_groups", "rules", "chassis"):
+            rows_before: dict[str, Any] = getattr(previous, table)
+            for id, row in getattr(self.intent, table).items():
+                if row == rows_before.get(id):  # unchanged (named or not): the same object
+                    assert row is rows_before[id], (table, id)
+        return changes
+
+
+def test_every_write_is_followed_exactly(client: TestClient, db: Database) -> None:
+    f = Follower(db)
+    host = {"binding:host_id": "hv1"}
+    net = network(client)
+    f.follow()
+    sub = subnet(client, net["id"], "10.0.0.0/24")  # and the network's DHCP port
+    assert {c.kind for c in f.follow()} == {"subnet", "port"}
+    subnet(client, net["id"], "fd00::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    f.follow()
+    web = security_group(client, name="web")  # with the default group, and their rules
+    f.follow()
+    r = rule(client, web["id"], protocol="tcp", port_range_min=22, port_range_max=22)
+    f.follow()
+    p1 = port(client, net["id"], security_groups=[web["id"]],
+              allowed_address_pairs=[{"ip_address": "10.0.0.200"}], **host)
+    f.follow()
+    p2 = port(client, net["id"])
+    f.follow()
+    for update in ({"binding:host_id": "hv2"}, {"security_groups": []},
+                   {"fixed_ips": [{"subnet_id": sub["id"]}]}, {"admin_state_up": False}):
+        body(client.put(f"/v2.0/ports/{p2['id']}", json={"port": update}))
+        f.follow()
+    body(client.put(f"/v2.0/neutrino/ports/{p1['id']}/status", json={"status": "ACTIVE"}))
+    assert f.follow() == [Change("port_status", p1["id"], "update")]
+    assert f.intent.ports[p1["id"]].status == "ACTIVE"
+    body(client.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"enable_dhcp": False}}))
+    f.follow()
+    body(client.put(f"/v2.0/networks/{net['id']}", json={"network": {"mtu": 1400}}))
+    f.follow()
+    body(client.post("/v2.0/neutrino/chassis",
+                     json={"chassis": {"name": "hv1", "tunnel_ip": "192.0.2.1",
+                                       "bridge_mappings": {"physnet1": "br-ex"}}}), 201)
+    f.follow()
+    assert client.delete(f"/v2.0/security-group-rules/{r['id']}").status_code == 204
+    f.follow()
+    for gone in (p1, p2):
+        assert client.delete(f"/v2.0/ports/{gone['id']}").status_code == 204
+        f.follow()
+    assert client.delete(f"/v2.0/security-groups/{web['id']}").status_code == 204
+    f.follow()
+    assert client.delete(f"/v2.0/networks/{net['id']}").status_code == 204
+    f.follow()
+    assert f.intent.networks == {} and f.intent.ports == {} and f.intent.subnets == {}
