@@ -1253,8 +1253,8 @@ def print_table(cmp: dict[str, Any], ovn: SideResult | None, neu: SideResult | N
                          f"compile_chassis {m['anatomy_compile_chassis_ms']:.1f} ms, render_chassis "
                          f"{m['anatomy_render_chassis_ms']:.1f} ms, agent flow diff "
                          f"{m['anatomy_agent_diff_ms']:.1f} ms ({m['anatomy_rendered_flows']} flows, "
-                         f"{m['anatomy_policy_items']} policy items); the server and the agent redo "
-                         "these for every change")
+                         f"{m['anatomy_policy_items']} policy items): what a from-scratch compile and "
+                         "render cost; a change costs only what it touches on both sides")
         lines.append(f"  {res.system} flows by table: "
                      + ", ".join(f"{t}:{n}" for t, n in res.by_table.items()))
         if res.system == "neutrino" and "of_flows_by_item_kind" in m:
