@@ -57,6 +57,7 @@ from neutrino.policy.model import (
     Document,
     NetworkPolicy,
     PortPolicy,
+    RouterPolicy,
     SecurityGroupPolicy,
     SecurityGroupRulePolicy,
 )
@@ -107,6 +108,12 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
 #                            its groups' docs                                   clause 1 (its groups' rules)
 #   ("group", id)            group doc (groups with a local member only)        clause 2 + conjunction flows
 #   ("address_set", id)      address set doc, the local rules naming it         clause 3
+#   ("router", id)           router doc, (network, key, zone) of the interface  router MACs, answers for
+#                            networks held here                                 its addresses, l3_input,
+#                                                                               ip_routing
+#
+# A network a router routes into here is *routed*: its network unit and the units of its local
+# ports also carry arp_resolve flows (the MAC of every port address on it).
 #
 # ChassisRenderer keeps each unit's signature and flows; an update rebuilds only the units whose
 # signature changed (documents are frozen values, so an unchanged item is the same object and the
@@ -221,9 +228,12 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
     networks: dict[str, NetworkPolicy] = {}
     groups: dict[str, SecurityGroupPolicy] = {}
     address_sets: dict[str, AddressSetPolicy] = {}
+    routers: list[RouterPolicy] = []
     for document in documents.values():
         if isinstance(document, PortPolicy):
             ports.append(document)
+        elif isinstance(document, RouterPolicy):
+            routers.append(document)
         elif isinstance(document, NetworkPolicy):
             networks[document.id] = document
         elif isinstance(document, SecurityGroupPolicy):
@@ -240,9 +250,17 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
         members[port.network_id].append(local_ofports[port.id])
     tunnels = tuple(sorted(tunnel_ofports.items()))
     providers = tuple(sorted(provider_ofports.items()))
+    routed: set[str] = set()  # networks a router routes into on this chassis
+    for router in routers:
+        attached = tuple(sorted({(i.network_id, networks[i.network_id].tunnel_key, zones[i.network_id])
+                                 for i in router.interfaces if i.network_id in networks}))
+        if router.admin_state_up and attached:
+            out["router", router.id] = (router, attached)
+            routed.update(network_id for network_id, _key, _zone in attached)
     for network in networks.values():
         out["network", network.id] = (network, tuple(members.get(network.id, ())), tunnels,
-                                      zones[network.id], providers, dhcp_ofport is not None)
+                                      zones[network.id], providers, dhcp_ofport is not None,
+                                      network.id in routed)
     used: set[str] = set()
     for port in local:
         port_groups: tuple[SecurityGroupPolicy, ...] = ()
@@ -250,7 +268,8 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
             port_groups = tuple(groups[g] for g in port.security_group_ids if g in groups)
             used.update(g.id for g in port_groups)
         out["port", port.id] = (port, networks[port.network_id], local_ofports[port.id],
-                                zones[port.network_id], dhcp_ofport, port_groups)
+                                zones[port.network_id], dhcp_ofport, port_groups,
+                                port.network_id in routed)
     # clause 2 for each group with a local member; clause 3 for each remote group they name
     seen: dict[int, str] = {}
     remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
@@ -283,6 +302,8 @@ def _build(kind: str, signature: tuple[object, ...]) -> tuple[Flow, ...]:
         return _group_rule_flows(*signature)
     if kind == "address_set":
         return _address_set_flows(*signature)
+    if kind == "router":
+        return _router_flows(*signature)
     raise ValueError(f"no such unit kind: {kind}")
 
 
@@ -295,21 +316,119 @@ def _static_unit(dhcp_ofport: int | None) -> tuple[Flow, ...]:
 
 def _network_unit(network: NetworkPolicy, member_ofports: tuple[int, ...],
                   tunnels: tuple[tuple[str, int], ...], zone: int,
-                  providers: tuple[tuple[str, int], ...], native_dhcp: bool) -> tuple[Flow, ...]:
+                  providers: tuple[tuple[str, int], ...], native_dhcp: bool,
+                  routed: bool) -> tuple[Flow, ...]:
     flows = _network_flows(network, member_ofports, dict(tunnels), zone, dict(providers))
     if native_dhcp:
         flows += _dhcp_server_arp_flows(network)
+    if routed:  # a router here routes into it: the MACs of its remote ports' addresses
+        cookie = cookie_for("network", network.id)
+        flows += [next_hop_flow(network.tunnel_key, ip, remote.mac_address, cookie)
+                  for remote in network.remote_ports for ip in remote.ip_addresses]
     return tuple(flows)
 
 
 def _port_unit(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int,
-               dhcp_ofport: int | None, groups: tuple[SecurityGroupPolicy, ...]) -> tuple[Flow, ...]:
+               dhcp_ofport: int | None, groups: tuple[SecurityGroupPolicy, ...],
+               routed: bool) -> tuple[Flow, ...]:
     flows = _port_flows(port, network.tunnel_key, ofport, zone)
     if dhcp_ofport is not None and dhcp_served(port, network):
         flows += (_dhcp_request_flow(port, ofport, dhcp_ofport),)
     if port.port_security_enabled:
         flows += _port_clause_flows(port.id, ofport, groups)
+    if routed:  # a router here routes into its network: the MAC of each of its addresses
+        cookie = cookie_for("port", port.id)
+        flows += tuple(next_hop_flow(network.tunnel_key, f.ip_address, port.mac_address, cookie)
+                       for f in port.fixed_ips)
     return flows
+
+
+# --- routers (distributed: a packet is routed on the chassis of its source port) -----------------
+
+def _route_priority(prefixlen: int, connected: bool) -> int:
+    """Longest prefix first; a connected subnet before an extra route of the same length."""
+    return 100 + 2 * prefixlen + (1 if connected else 0)
+
+
+def _next_hop_match(network_key: int, ip: str) -> dict[str, str | int]:
+    address = ipaddress.ip_address(ip)
+    if address.version == 4:
+        return {"metadata": network_key, "dl_type": IPV4, "reg1": f"{int(address):#x}"}
+    return {"metadata": network_key, "dl_type": IPV6, "xxreg2": f"{int(address):#x}"}
+
+
+def next_hop_flow(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+    """arp_resolve: a routed packet whose next hop is `ip` on the network goes to `mac`."""
+    return Flow.make("arp_resolve", 100, _next_hop_match(network_key, ip),
+                     [f"set_field:{mac}->eth_dst", resubmit("l2_lookup")], cookie)
+
+
+_ECHO_REPLY = ("push:NXM_OF_ETH_SRC[]", "push:NXM_OF_ETH_DST[]", "pop:NXM_OF_ETH_SRC[]",
+               "pop:NXM_OF_ETH_DST[]", "push:NXM_OF_IP_SRC[]", "push:NXM_OF_IP_DST[]",
+               "pop:NXM_OF_IP_SRC[]", "pop:NXM_OF_IP_DST[]", "set_field:0->icmp_type",
+               "set_field:255->nw_ttl", "IN_PORT")
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
+def _router_flows(router: RouterPolicy,
+                  networks: tuple[tuple[str, int, int], ...]) -> tuple[Flow, ...]:
+    """A router's flows on a chassis holding some of its networks ((id, key, zone) each): its
+    interface MACs lead local ports' packets into it, the responder answers for its addresses,
+    echo requests to them are answered, transit packets are routed to a connected subnet or by
+    an extra route. Interfaces on networks this chassis does not hold are left out."""
+    cookie = cookie_for("router", router.id)
+    key = router.tunnel_key
+    held = {network_id: (net_key, zone) for network_id, net_key, zone in networks}
+    flows: list[Flow] = []
+    connected: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int, int, str]] = []
+    local_only = f"0/{FLAG_FROM_OUTSIDE:#x}"  # never route what came from another chassis
+    for interface in router.interfaces:
+        if interface.network_id not in held:
+            continue
+        net_key, zone = held[interface.network_id]
+        mac = interface.mac_address
+        flows.append(Flow.make("l2_lookup", 100, {"metadata": net_key, "reg0": local_only, "dl_dst": mac},
+                               [load(key, "metadata"), resubmit("l3_input")], cookie))
+        for address in interface.fixed_ips:
+            ip = address.ip_address
+            v6 = ipaddress.ip_address(ip).version == 6
+            flows.append(neighbour_reply(net_key, ip, mac, cookie, router=True))
+            to_router: dict[str, str | int] = {"metadata": key, "dl_type": IPV6 if v6 else IPV4,
+                                               "ipv6_dst" if v6 else "nw_dst": ip}
+            if not v6:
+                flows.append(Flow.make("l3_input", 100, {**to_router, "nw_proto": 1, "icmp_type": 8},
+                                       _ECHO_REPLY, cookie))
+            flows.append(Flow.make("l3_input", 90, to_router, (), cookie))
+            subnet = ipaddress.ip_network(address.cidr, strict=False)
+            connected.append((subnet, net_key, zone, mac))
+            dst = "ipv6_dst" if v6 else "nw_dst"
+            next_hop = "->NXM_NX_XXREG2[]" if v6 else "->NXM_NX_REG1[]"
+            flows.append(Flow.make(
+                "ip_routing", _route_priority(subnet.prefixlen, True),
+                {"metadata": key, "dl_type": IPV6 if v6 else IPV4, dst: str(subnet)},
+                [load(net_key, "metadata"), load(zone, "reg5"), f"set_field:{mac}->eth_src",
+                 ("move:NXM_NX_IPV6_DST[]" if v6 else "move:NXM_OF_IP_DST[]") + next_hop,
+                 resubmit("arp_resolve")], cookie))
+    for route in router.routes:
+        nexthop = ipaddress.ip_address(route.nexthop)
+        via = next(((n, z, m) for subnet, n, z, m in connected
+                    if subnet.version == nexthop.version and nexthop in subnet), None)
+        if via is None:
+            continue  # the next hop is on no connected subnet held here: nothing to send it to
+        net_key, zone, mac = via
+        destination = ipaddress.ip_network(route.destination, strict=False)
+        v6 = destination.version == 6
+        flows.append(Flow.make(
+            "ip_routing", _route_priority(destination.prefixlen, False),
+            {"metadata": key, "dl_type": IPV6 if v6 else IPV4,
+             "ipv6_dst" if v6 else "nw_dst": str(destination)},
+            [load(net_key, "metadata"), load(zone, "reg5"), f"set_field:{mac}->eth_src",
+             f"set_field:{int(nexthop):#x}->{'xxreg2' if v6 else 'reg1'}", resubmit("arp_resolve")],
+            cookie))
+    for eth in (IPV4, IPV6):
+        flows.append(Flow.make("l3_input", 50, {"metadata": key, "dl_type": eth},
+                               ["dec_ttl", resubmit("ip_routing")], cookie))
+    return tuple(flows)
 
 
 def _one_per_key(flows: tuple[Flow, ...]) -> tuple[Flow, ...]:
@@ -350,7 +469,7 @@ def merge_flows(flows: Iterable[Flow]) -> Flow:
 def _static_flows() -> Iterable[Flow]:
     """Table-miss drops and the conntrack / neighbour-discovery scaffolding of the ACL stages."""
     for name in ("classify", "port_security_ingress_from_vif", "l2_lookup", "acl_egress",
-                 "acl_ingress", "output"):
+                 "acl_ingress", "output", "l3_input", "ip_routing", "arp_resolve"):
         yield Flow.make(name, 0, {}, (), STATIC)
     yield Flow.make("arp_nd_responder", 0, {}, [resubmit("native_dhcp")], STATIC)
     yield _nd_reply_target_flow()
@@ -478,8 +597,9 @@ def _overlay_flows(network: NetworkPolicy, members: Sequence[int],
     cookie = cookie_for("network", network.id)
     key, vni = network.tunnel_key, _vni(network)
     flows: list[Flow] = []
-    peers = sorted({c for c in network.flood_chassis if c in tunnel_ofports}
-                   | {r.chassis for r in network.remote_ports if r.chassis in tunnel_ofports})
+    # from every peer with a tunnel here: besides the chassis holding ports of the network, a
+    # chassis that routes into it (distributed routing) sends its packets straight in
+    peers = sorted(tunnel_ofports)
     from_tunnel = [load(key, "metadata"), load(zone, "reg5"), load(FLAG_FROM_OUTSIDE, "reg0"),
                    resubmit("l2_lookup")]
     for peer in peers:
@@ -549,15 +669,15 @@ def _provider_flows(network: NetworkPolicy, members: Sequence[int],
     return flows
 
 
-def neighbour_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+def neighbour_reply(network_key: int, ip: str, mac: str, cookie: int, router: bool = False) -> Flow:
     """The responder's answer for `ip` at `mac`: an ARP reply (IPv4) or a neighbour
-    advertisement (IPv6)."""
+    advertisement (IPv6; with the router flag for a router's address)."""
     if ipaddress.ip_address(ip).version == 4:
         return _arp_reply(network_key, ip, mac, cookie)
-    return _nd_reply(network_key, ip, mac, cookie)
+    return _nd_reply(network_key, ip, mac, cookie, router)
 
 
-def _nd_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+def _nd_reply(network_key: int, ip: str, mac: str, cookie: int, router: bool = False) -> Flow:
     """Turn a neighbour solicitation for `ip` into the solicited advertisement from `mac`, back
     out of the port it came in: swap the addresses, hop limit 255, type NA with flags S|O (not a
     router), the source link-layer address option becomes the target link-layer address option
@@ -571,7 +691,8 @@ def _nd_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
                          "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]", f"set_field:{mac}->eth_src",
                          "move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[]", f"set_field:{ip}->ipv6_src",
                          "set_field:255->nw_ttl", f"set_field:{ICMPV6_NA}->icmpv6_type",
-                         "set_field:2->nd_options_type", "set_field:0x60000000->nd_reserved",
+                         "set_field:2->nd_options_type",
+                         f"set_field:{0xE0000000 if router else 0x60000000:#x}->nd_reserved",
                          f"set_field:{FLAG_ND_REPLY:#x}/{FLAG_ND_REPLY:#x}->reg0",
                          resubmit("arp_nd_responder")], cookie)
 

@@ -8,7 +8,9 @@ keeps the doc's two tables equal to `STAGES` and `REGISTERS`.
 A packet from a local VIF walks classify -> port_security_ingress_from_vif -> arp_nd_responder ->
 acl_egress -> l2_lookup -> acl_ingress -> output (or leaves from l2_lookup into a tunnel or,
 VLAN-tagged for a vlan network, into the patch port of a provider bridge); a packet from a
-tunnel or from a provider network walks classify -> l2_lookup -> acl_ingress -> output.
+tunnel or from a provider network walks classify -> l2_lookup -> acl_ingress -> output. A packet
+from a local VIF to a router's MAC is routed on this chassis (distributed routing): l2_lookup ->
+l3_input -> ip_routing -> arp_resolve -> l2_lookup again, now on the destination network.
 
 This module touches nothing: it is constants only.
 """
@@ -71,9 +73,24 @@ STAGES: tuple[Stage, ...] = (
           "security group egress rules of the source port, on conntrack (zone = reg5)"),
     Stage("l2_lookup", 50,
           frozenset({"metadata", "reg0", "dl_dst"}),
-          frozenset({"acl_ingress", "output"}),
-          "dst MAC -> local port (reg7), remote chassis tunnel or provider network (tagged); "
-          "broadcast/unknown -> flood"),
+          frozenset({"acl_ingress", "output", "l3_input"}),
+          "dst MAC -> local port (reg7), remote chassis tunnel or provider network (tagged), or a "
+          "router interface (-> l3_input, router key in metadata); broadcast/unknown -> flood"),
+    Stage("l3_input", 52,
+          frozenset({"metadata", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type"}),
+          frozenset({"ip_routing"}),
+          "a packet to a router (metadata = router key): echo requests to its addresses are "
+          "answered, anything else to them dropped; transit IPv4 / IPv6: TTL -1, on to routing"),
+    Stage("ip_routing", 54,
+          frozenset({"metadata", "dl_type", "nw_dst", "ipv6_dst"}),
+          frozenset({"arp_resolve"}),
+          "longest prefix match: connected subnets and extra routes -> output network (metadata, "
+          "its ct zone in reg5), the interface's MAC as source, next hop in reg1 / xxreg2"),
+    Stage("arp_resolve", 56,
+          frozenset({"metadata", "dl_type", "reg1", "xxreg2"}),
+          frozenset({"l2_lookup"}),
+          "next hop address -> its port's MAC as destination (static: every port address of the "
+          "network is known), then L2 on the output network; unknown next hops are dropped"),
     Stage("acl_ingress", 60,
           _ACL | {"reg7"},
           frozenset({"acl_ingress", "output"}),
@@ -85,19 +102,22 @@ STAGES: tuple[Stage, ...] = (
 )
 
 REGISTERS: tuple[Register, ...] = (
-    Register("metadata", "OXM_OF_METADATA[]", "network tunnel_key (this chassis's key of the network)",
-             "classify"),
+    Register("metadata", "OXM_OF_METADATA[]", "network tunnel_key (this chassis's key of the network); "
+             "a router's key while it routes the packet", "classify, l2_lookup, ip_routing"),
     Register("reg0", "NXM_NX_REG0[]", "flags: bit 0 = came from outside (a tunnel or a provider "
              "network: never send it back out), bit 1 = source port has port security disabled, "
              "bit 2 = a neighbour advertisement being built by the responder, bit 3 / bit 4 = "
              "the source / destination port's groups are stateless (no conntrack in acl_egress / "
              "acl_ingress)", "classify, arp_nd_responder, acl_egress, acl_ingress"),
+    Register("reg1", "NXM_NX_REG1[]", "IPv4 next hop of a routed packet", "ip_routing"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
              "port's; 0 from a tunnel or a provider network)", "classify"),
     Register("reg7", "NXM_NX_REG7[]", "logical output port key (the destination VIF's ofport)",
              "l2_lookup, native_dhcp"),
+    Register("xxreg2", "NXM_NX_XXREG2[]", "IPv6 next hop of a routed packet (reg8-reg11)",
+             "ip_routing"),
 )
 
 # reg0 flag bits

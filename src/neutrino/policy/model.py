@@ -16,6 +16,11 @@ Item kinds (the published key layout; docs/policy-model.md documents every field
 | `security_group` | group id | every chassis with a port in the group |
 | `address_set` | group id | every chassis with a port whose groups name this group as remote |
 | `tunnel` | peer chassis name | every chassis sharing an overlay network with the peer |
+| `router` | router id | every chassis with a port on a network the router has an interface on |
+
+A chassis that holds a `router` item also holds the `network` items of all the router's
+interface networks (it routes into them: distributed routing happens on the source chassis),
+and the `tunnel` items to the chassis holding their ports.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-ItemKind = Literal["port", "network", "security_group", "address_set", "tunnel"]
-ITEM_KINDS: tuple[ItemKind, ...] = ("port", "network", "security_group", "address_set", "tunnel")
+ItemKind = Literal["port", "network", "security_group", "address_set", "tunnel", "router"]
+ITEM_KINDS: tuple[ItemKind, ...] = ("port", "network", "security_group", "address_set", "tunnel",
+                                    "router")
 
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
@@ -160,7 +166,41 @@ class TunnelPolicy(Document):
     encap: Literal["geneve", "vxlan"] = "geneve"
 
 
-PolicyDocument = PortPolicy | NetworkPolicy | SecurityGroupPolicy | AddressSetPolicy | TunnelPolicy
+class RouterAddress(Document):
+    """One address of a router interface, with the subnet it routes to."""
+
+    subnet_id: str
+    ip_address: Ip  # the interface's address on the subnet (the subnet's gateway, usually)
+    cidr: Ip  # the subnet's prefix: routed to this interface directly (a connected route)
+
+
+class RouterInterface(Document):
+    """A router port on one of its internal networks (device_owner network:router_interface*)."""
+
+    port_id: str
+    network_id: str
+    mac_address: Mac
+    fixed_ips: tuple[RouterAddress, ...] = ()  # sorted by (subnet_id, ip_address)
+
+
+class RouterRoute(Document):
+    """An extra route (extraroute): `destination` through `nexthop`, an address on one of the
+    router's connected subnets."""
+
+    destination: Ip
+    nexthop: Ip
+
+
+class RouterPolicy(Document):
+    id: str
+    tunnel_key: int  # the router's key inside the pipeline (metadata while routing), see docs
+    admin_state_up: bool = True
+    interfaces: tuple[RouterInterface, ...] = ()  # sorted by port_id
+    routes: tuple[RouterRoute, ...] = ()  # sorted by (destination, nexthop)
+
+
+PolicyDocument = (PortPolicy | NetworkPolicy | SecurityGroupPolicy | AddressSetPolicy | TunnelPolicy
+                  | RouterPolicy)
 
 DOCUMENT_TYPES: dict[ItemKind, type[Document]] = {
     "port": PortPolicy,
@@ -168,6 +208,7 @@ DOCUMENT_TYPES: dict[ItemKind, type[Document]] = {
     "security_group": SecurityGroupPolicy,
     "address_set": AddressSetPolicy,
     "tunnel": TunnelPolicy,
+    "router": RouterPolicy,
 }
 
 
