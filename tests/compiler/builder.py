@@ -10,6 +10,8 @@ from neutrino.compiler.intent import (
     Intent,
     NetworkRow,
     PortRow,
+    RouterPortRow,
+    RouterRow,
     RuleRow,
     SecurityGroupRow,
     SubnetRow,
@@ -24,6 +26,8 @@ class IntentBuilder:
     groups: dict[str, SecurityGroupRow] = field(default_factory=dict)
     rules: dict[str, RuleRow] = field(default_factory=dict)
     chassis_rows: dict[str, ChassisRow] = field(default_factory=dict)
+    routers: dict[str, RouterRow] = field(default_factory=dict)
+    router_ports: dict[str, RouterPortRow] = field(default_factory=dict)
 
     def chassis(self, name: str, tunnel_ip: str, **mappings: str) -> IntentBuilder:
         self.chassis_rows[name] = ChassisRow(name, tunnel_ip, tuple(sorted(mappings.items())))
@@ -58,7 +62,21 @@ class IntentBuilder:
                                  ethertype=ethertype, **attrs)
         return self
 
+    def router(self, id: str, routes: tuple[tuple[str, str], ...] = (), **attrs: Any) -> IntentBuilder:
+        self.routers[id] = RouterRow(id=id, routes=tuple(sorted(routes)), **attrs)
+        return self
+
+    def interface(self, router_id: str, port_id: str, network_id: str, *ips: tuple[str, str],
+                  port_type: str = "network:router_interface_distributed",
+                  **attrs: Any) -> IntentBuilder:
+        """A router port: the port (device_owner = port_type, device_id = the router) and its
+        router_ports row."""
+        self.port(port_id, network_id, *ips, device_owner=port_type, device_id=router_id, **attrs)
+        self.router_ports[port_id] = RouterPortRow(port_id, router_id, port_type)
+        return self
+
     def build(self) -> Intent:
         return Intent(networks=dict(self.networks), subnets=dict(self.subnets),
                       ports=dict(self.ports), security_groups=dict(self.groups),
-                      rules=dict(self.rules), chassis=dict(self.chassis_rows))
+                      rules=dict(self.rules), chassis=dict(self.chassis_rows),
+                      routers=dict(self.routers), router_ports=dict(self.router_ports))

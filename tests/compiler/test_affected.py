@@ -76,5 +76,5 @@ def test_new_physnet_renumbers_provider_networks() -> None:
 
 def test_unknown_kind_affects_everyone() -> None:
     before = base().build()
-    assert affected_chassis(before, before, [Change("router", "x", "update")]) == {
+    assert affected_chassis(before, before, [Change("segment", "x", "update")]) == {
         f"hv{n}" for n in range(1, 6)}

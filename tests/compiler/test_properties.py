@@ -3,7 +3,8 @@
 - affected_chassis is sound: after random changes, every chassis it leaves out compiles to
   exactly the same documents as before.
 - isolation: a chassis's documents only mention what it needs (its own ports, the ports of its
-  networks, the members of a group), so a tenant's port never shows up in another network's policy.
+  networks and of the networks its routers route into, the members of a group), so a tenant's
+  port never shows up in another network's policy.
 - tunnel keys are distinct per chassis for any set of networks with distinct segments.
 """
 
@@ -15,15 +16,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from neutrino.api.resources.l3 import INTERFACE_OWNERS, ROUTER_GATEWAY
 from neutrino.compiler import Intent, affected_chassis, compile_chassis, tunnel_key
 from neutrino.compiler.intent import (
     OVERLAY_TYPES,
     ChassisRow,
     NetworkRow,
     PortRow,
+    RouterPortRow,
+    RouterRow,
     RuleRow,
     SecurityGroupRow,
     SubnetRow,
+    is_interface,
 )
 from neutrino.db.outbox import Change
 from neutrino.policy.model import (
@@ -31,6 +36,7 @@ from neutrino.policy.model import (
     AddressSetPolicy,
     NetworkPolicy,
     PortPolicy,
+    RouterPolicy,
     SecurityGroupPolicy,
     TunnelPolicy,
     parse_key,
@@ -45,6 +51,8 @@ RULES = tuple(f"r{i}" for i in range(6))
 PHYSNETS = ("physA", "physB", "physC")
 IPS = ("10.0.0.1", "10.0.0.2", "10.0.1.1", "fd00::1", "fd00::2")
 MACS = ("fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03")
+ROUTERS = ("R0", "R1")
+ROUTES = (("10.9.0.0/24", "10.0.0.1"), ("0.0.0.0/0", "10.0.0.2"), ("fd09::/64", "fd00::1"))
 
 small_ints = st.integers(1, 3)
 
@@ -80,7 +88,9 @@ def ports(id: str) -> st.SearchStrategy[PortRow]:
         st.frozensets(st.sampled_from(GROUPS)), st.booleans(),
         st.lists(st.tuples(st.sampled_from(("10.9.0.0/24", "fd09::9")), st.sampled_from(MACS)),
                  max_size=1),
-        st.sampled_from(("", "compute:nova", "network:dhcp")), st.sampled_from(MACS), st.booleans(),
+        # a device_owner of a router's makes no interface (router_ports does)
+        st.sampled_from(("", "compute:nova", "network:dhcp", "network:router_interface")),
+        st.sampled_from(MACS), st.booleans(),
     )
 
 
@@ -106,7 +116,21 @@ def chassis_rows(name: str) -> st.SearchStrategy[ChassisRow]:
                      st.frozensets(st.sampled_from(PHYSNETS)))
 
 
-#: Intent field -> (Change kind, ids, strategy of a row for an id)
+def routers(id: str) -> st.SearchStrategy[RouterRow]:
+    def build(admin: bool, routes: frozenset[tuple[str, str]], distributed: bool) -> RouterRow:
+        return RouterRow(id=id, admin_state_up=admin, distributed=distributed,
+                         routes=tuple(sorted(routes)))
+    return st.builds(build, st.booleans(), st.frozensets(st.sampled_from(ROUTES)), st.booleans())
+
+
+def router_ports(port_id: str) -> st.SearchStrategy[RouterPortRow]:
+    """The router port row of a port (keyed by port id, as the table's primary key)."""
+    return st.builds(RouterPortRow, st.just(port_id), st.sampled_from(ROUTERS),
+                     st.sampled_from((*INTERFACE_OWNERS, ROUTER_GATEWAY)))
+
+
+#: Intent field -> (Change kind, ids, strategy of a row for an id); a router port row is named
+#: by a change of its port or of its router (`changed`)
 TABLES: dict[str, tuple[str, tuple[str, ...], Any]] = {
     "networks": ("network", NETWORKS, networks),
     "subnets": ("subnet", SUBNETS, subnets),
@@ -114,6 +138,8 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Any]] = {
     "security_groups": ("security_group", GROUPS, groups),
     "rules": ("security_group_rule", RULES, rules),
     "chassis": ("chassis", CHASSIS, chassis_rows),
+    "routers": ("router", ROUTERS, routers),
+    "router_ports": ("port", PORTS, router_ports),
 }
 
 
@@ -131,13 +157,16 @@ def intents(draw: st.DrawFn) -> Intent:
 
 @st.composite
 def changed(draw: st.DrawFn, before: Intent, count: int) -> tuple[Intent, list[Change]]:
-    """`before` with `count` random objects created, updated or deleted, and their Changes."""
+    """`before` with `count` random objects created, updated or deleted, and their Changes. A
+    router port row (an interface attached or detached) is named as the API names it: by a
+    change of its port, or by changes of its routers (the one it left and the one it joined)."""
     after, changes = before, []
     for _ in range(count):
         table = draw(st.sampled_from(sorted(TABLES)))
         kind, ids, strategy = TABLES[table]
         id = draw(st.sampled_from(ids))
         rows = dict(getattr(after, table))
+        old = rows.get(id)
         row = draw(st.none() | strategy(id))
         op = "delete" if row is None else "update" if id in rows else "create"
         if row is None:
@@ -145,7 +174,11 @@ def changed(draw: st.DrawFn, before: Intent, count: int) -> tuple[Intent, list[C
         else:
             rows[id] = row
         after = replace(after, **{table: rows})  # type: ignore[arg-type]
-        changes.append(Change(kind, id, op))
+        if table == "router_ports" and draw(st.booleans()):
+            named = sorted({r.router_id for r in (old, row) if r is not None})
+            changes += [Change("router", r, "update") for r in named]
+        else:
+            changes.append(Change(kind, id, "update" if table == "router_ports" else op))
     return after, changes
 
 
@@ -178,6 +211,9 @@ def test_isolation(intent: Intent) -> None:
         docs = compile_chassis(intent, name)
         local = [p for p in intent.ports.values() if p.host == name]
         local_networks = {p.network_id for p in local}
+        routers = {r for n in local_networks for r in intent.routers_by_network.get(n, ())
+                   if r in intent.routers}
+        held_networks = local_networks.union(*(intent.router_networks(r) for r in routers))
         used_groups = {g for p in local if p.port_security_enabled for g in p.security_group_ids}
         for key, doc in docs.items():
             chassis, kind, item_id = parse_key(key)
@@ -186,13 +222,14 @@ def test_isolation(intent: Intent) -> None:
             if isinstance(doc, PortPolicy):
                 assert intent.ports[doc.id].host == name
             elif isinstance(doc, NetworkPolicy):
-                assert doc.id in local_networks
+                assert doc.id in held_networks
                 for remote in doc.remote_ports:
                     port = intent.ports[remote.id]
                     assert port.network_id == doc.id, "a port of another network leaked"
                     assert remote.chassis == port.host != name
+                    assert not is_interface(intent.router_ports.get(port.id))
                     assert set(remote.ip_addresses) <= {ip for _s, ip in port.fixed_ips}
-                assert set(doc.flood_chassis) == {intent.ports[r.id].host for r in doc.remote_ports}
+                assert set(doc.flood_chassis) == set(intent.chassis_by_network.get(doc.id, ())) - {name}
                 assert {s.id for s in doc.subnets} == {
                     s.id for s in intent.subnets.values() if s.network_id == doc.id}
             elif isinstance(doc, SecurityGroupPolicy):
@@ -208,12 +245,21 @@ def test_isolation(intent: Intent) -> None:
                         members |= {ip for ip, _m in port.allowed_address_pairs}
                 assert set(doc.ipv4) | set(doc.ipv6) == members
                 assert all(":" not in a for a in doc.ipv4) and all(":" in a for a in doc.ipv6)
+            elif isinstance(doc, RouterPolicy):
+                assert doc.id in routers, "a router of no network of this chassis"
+                assert {i.network_id for i in doc.interfaces} & local_networks
+                for interface in doc.interfaces:
+                    row = intent.router_ports[interface.port_id]
+                    assert row.router_id == doc.id and is_interface(row)
+                    assert interface.network_id == intent.ports[interface.port_id].network_id
+                    for address in interface.fixed_ips:
+                        assert intent.subnets[address.subnet_id].network_id == interface.network_id
             else:
                 assert isinstance(doc, TunnelPolicy)
                 assert doc.ip == intent.chassis[doc.id].tunnel_ip
                 assert any(intent.networks[n].network_type in OVERLAY_TYPES
                            and doc.id in intent.chassis_by_network.get(n, ())
-                           for n in local_networks if n in intent.networks)
+                           for n in held_networks if n in intent.networks)
 
 
 @settings(max_examples=200, deadline=None)

@@ -35,7 +35,8 @@ class Follower:
             full = load_intent(conn)
         assert intent_differences(self.intent, full) == [], changes
         assert self.intent.all_indexes() == full.all_indexes()
-        for table in ("networks", "subnets", "ports", "security_groups", "rules", "chassis"):
+        for table in ("networks", "subnets", "ports", "security_groups", "rules", "chassis",
+                      "routers", "router_ports"):
             rows_before: dict[str, Any] = getattr(previous, table)
             for id, row in getattr(self.intent, table).items():
                 if row == rows_before.get(id):  # unchanged (named or not): the same object
@@ -86,3 +87,52 @@ def test_every_write_is_followed_exactly(client: TestClient, db: Database) -> No
     assert client.delete(f"/v2.0/networks/{net['id']}").status_code == 204
     f.follow()
     assert f.intent.networks == {} and f.intent.ports == {} and f.intent.subnets == {}
+
+
+def test_every_router_write_is_followed_exactly(client: TestClient, db: Database) -> None:
+    """Routers: create with a gateway, interfaces by subnet and by port, extra routes, a
+    distributed migration, gateway cleared, interfaces removed, delete."""
+    f = Follower(db)
+    ext = network(client, **{"router:external": True})
+    subnet(client, ext["id"], "203.0.113.0/24")
+    a, b = network(client), network(client)
+    sub_a = subnet(client, a["id"], "10.0.0.0/24")
+    sub_b = subnet(client, b["id"], "10.0.1.0/24")
+    taken = port(client, b["id"], fixed_ips=[{"subnet_id": sub_b["id"], "ip_address": "10.0.1.9"}],
+                 **{"binding:host_id": "hv1"})
+    f.follow()
+    router = body(client.post("/v2.0/routers", json={"router": {
+        "name": "r", "external_gateway_info": {"network_id": ext["id"]}}}), 201)["router"]
+    assert "router" in {c.kind for c in f.follow()}
+    rid = router["id"]
+    gateway = f.intent.routers[rid].gw_port_id
+    assert gateway is not None
+    assert f.intent.router_ports[gateway].port_type == "network:router_gateway"
+    body(client.put(f"/v2.0/routers/{rid}/add_router_interface", json={"subnet_id": sub_a["id"]}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}/add_router_interface", json={"port_id": taken["id"]}))
+    f.follow()
+    assert f.intent.routers_by_network == {a["id"]: (rid,), b["id"]: (rid,)}
+    body(client.put(f"/v2.0/routers/{rid}/add_extraroutes", json={"router": {"routes": [
+        {"destination": "10.9.0.0/16", "nexthop": "10.0.0.9"}]}}))
+    f.follow()
+    assert f.intent.routers[rid].routes == (("10.9.0.0/16", "10.0.0.9"),)
+    body(client.put(f"/v2.0/routers/{rid}", json={"router": {"admin_state_up": False}}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}", json={"router": {"distributed": True}}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}", json={"router": {"external_gateway_info": None}}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}/remove_extraroutes", json={"router": {"routes": [
+        {"destination": "10.9.0.0/16", "nexthop": "10.0.0.9"}]}}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}/remove_router_interface",
+                    json={"port_id": taken["id"]}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}/remove_router_interface",
+                    json={"subnet_id": sub_a["id"]}))
+    f.follow()
+    assert f.intent.routers_by_network == {} and f.intent.interfaces_by_router == {}
+    assert client.delete(f"/v2.0/routers/{rid}").status_code == 204
+    f.follow()
+    assert f.intent.routers == {} and f.intent.router_ports == {}

@@ -214,6 +214,36 @@ def test_a_long_sequence_of_writes(cloud: Cloud) -> None:
     c.call("PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
            {"subnet_id": sub4["id"]})
     c.step()
+    # a second routed network, with a port on hv2: hv1 and hv2 route between them
+    routed = c.create("networks", "network", name="routed")
+    routed_sub = c.create("subnets", "subnet", network_id=routed["id"], cidr="10.7.0.0/24",
+                          ip_version=4)
+    c.create("ports", "port", network_id=routed["id"], **{"binding:host_id": "hv2"})
+    c.call("PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
+           {"subnet_id": routed_sub["id"]})
+    c.step()
+    c.call("PUT", f"/v2.0/routers/{router['id']}/add_extraroutes", {"router": {"routes": [
+        {"destination": "10.99.0.0/16", "nexthop": "10.7.0.99"}]}})
+    c.step()
+    c.update("routers", "router", router["id"], admin_state_up=False)
+    c.update("routers", "router", router["id"], distributed=True)  # interfaces change owner
+    c.update("routers", "router", router["id"], admin_state_up=True)
+    # an interface by port: an existing port taken over
+    spare_port = c.create("ports", "port", network_id=vlan["id"])
+    c.call("PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
+           {"port_id": spare_port["id"]})
+    c.step()
+    c.update("ports", "port", p3["id"], **{"binding:host_id": "hv2"})  # routes into vlan
+    c.update("ports", "port", p3["id"], **{"binding:host_id": "hv1"})
+    c.call("PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
+           {"port_id": spare_port["id"]})
+    c.step()
+    c.call("PUT", f"/v2.0/routers/{router['id']}/remove_extraroutes", {"router": {"routes": [
+        {"destination": "10.99.0.0/16", "nexthop": "10.7.0.99"}]}})
+    c.step()
+    c.call("PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
+           {"subnet_id": routed_sub["id"]})
+    c.step()
     fip = c.create("floatingips", "floatingip", floating_network_id=ext["id"], port_id=p1["id"],
                    fixed_ip_address="10.0.0.5")
     c.update("floatingips", "floatingip", fip["id"], port_id=None)
@@ -247,7 +277,8 @@ def test_a_long_sequence_of_writes(cloud: Cloud) -> None:
 HOSTS = ("", "hv1", "hv2")
 operations = st.lists(st.tuples(
     st.sampled_from(("port", "move", "groups", "pairs", "delete port", "rule", "delete rule",
-                     "status", "subnet", "network", "delete network", "chassis")),
+                     "status", "subnet", "network", "delete network", "chassis", "router",
+                     "attach", "take", "detach", "routes", "router state", "delete router")),
     st.integers(0, 5), st.integers(0, 5)), min_size=5, max_size=25)
 
 
@@ -259,6 +290,7 @@ class World:
     ports: list[str]
     groups: list[str]
     rules: list[str]
+    routers: list[str]
 
 
 def apply_operation(c: Cloud, world: World, op: str, a: int, b: int) -> None:
@@ -316,6 +348,34 @@ def apply_operation(c: Cloud, world: World, op: str, a: int, b: int) -> None:
         answer = c.http.delete(f"/v2.0/networks/{net}")
         if answer.status_code == 204:
             world.networks.remove((net, _sub))
+    elif op == "router":
+        made = c.call("POST", "/v2.0/routers", {"router": {"name": f"r{a}"}})
+        world.routers.append(made["router"]["id"])
+    elif op == "attach" and world.routers and world.networks:  # an interface by subnet
+        _net, sub = world.networks[a % len(world.networks)]
+        c.call("PUT", f"/v2.0/routers/{world.routers[b % len(world.routers)]}/add_router_interface",
+               {"subnet_id": sub}, ok=refused)
+    elif op == "take" and world.routers and world.ports:  # an interface by port
+        c.call("PUT", f"/v2.0/routers/{world.routers[b % len(world.routers)]}/add_router_interface",
+               {"port_id": world.ports[a % len(world.ports)]}, ok=refused)
+    elif op == "detach" and world.routers and world.networks:
+        _net, sub = world.networks[a % len(world.networks)]
+        c.call("PUT",
+               f"/v2.0/routers/{world.routers[b % len(world.routers)]}/remove_router_interface",
+               {"subnet_id": sub}, ok=refused)
+    elif op == "routes" and world.routers and world.networks:
+        net_index = a % len(world.networks)
+        routes = [{"destination": f"10.{100 + b}.0.0/16",
+                   "nexthop": f"10.{net_index + 10}.0.{200 + b}"}] if b % 3 else []
+        c.call("PUT", f"/v2.0/routers/{world.routers[a % len(world.routers)]}",
+               {"router": {"routes": routes}}, ok=refused)
+    elif op == "router state" and world.routers:
+        c.call("PUT", f"/v2.0/routers/{world.routers[a % len(world.routers)]}",
+               {"router": {"admin_state_up": bool(b % 2)}}, ok=refused)
+    elif op == "delete router" and world.routers:
+        router = world.routers[a % len(world.routers)]
+        if c.http.delete(f"/v2.0/routers/{router}").status_code == 204:
+            world.routers.remove(router)
     elif op == "chassis":
         name = ("hv1", "hv2")[a % 2]
         c.call("POST", "/v2.0/neutrino/chassis", {"chassis": {
@@ -339,7 +399,7 @@ def test_random_sequences_of_writes(sqlite_template: Path, steps: list[tuple[str
             groups = [c.call("POST", "/v2.0/security-groups", {"security_group": {
                 "name": f"g{i}"}})["security_group"]["id"] for i in range(3)]
             c.step()
-            world = World(networks=[], ports=[], groups=groups, rules=[])
+            world = World(networks=[], ports=[], groups=groups, rules=[], routers=[])
             apply_operation(c, world, "network", 0, 1)
             for op, a, b in steps:
                 apply_operation(c, world, op, a, b)

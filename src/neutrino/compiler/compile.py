@@ -21,6 +21,7 @@ from neutrino.compiler.intent import (
     PortRow,
     RuleRow,
     SecurityGroupRow,
+    is_interface,
 )
 from neutrino.db.outbox import PORT_STATUS_KIND, Change
 from neutrino.policy.model import (
@@ -34,6 +35,10 @@ from neutrino.policy.model import (
     NetworkPolicy,
     PortPolicy,
     RemotePort,
+    RouterAddress,
+    RouterInterface,
+    RouterPolicy,
+    RouterRoute,
     SecurityGroupPolicy,
     SecurityGroupRulePolicy,
     SubnetPolicy,
@@ -125,7 +130,8 @@ def _network_policy(intent: Intent, network: NetworkRow, chassis: str) -> Networ
     remote_ports = []
     for port_id in intent.ports_by_network.get(network.id, ()):
         port = intent.ports[port_id]
-        if port.host and port.host != chassis:
+        # a router's interface is never remote: every chassis holding the router answers for it
+        if port.host and port.host != chassis and not is_interface(intent.router_ports.get(port_id)):
             remote_ports.append(RemotePort(
                 id=port.id,
                 mac_address=port.mac_address,
@@ -186,8 +192,44 @@ def _address_set(intent: Intent, group_id: str) -> AddressSetPolicy:
     return AddressSetPolicy(id=group_id, ipv4=tuple(sorted(v4)), ipv6=tuple(sorted(v6)))
 
 
+def _router_policy(intent: Intent, router_id: str) -> RouterPolicy:
+    router = intent.routers[router_id]
+    interfaces = []
+    for port_id in intent.interfaces_by_router.get(router_id, ()):
+        port = intent.ports.get(port_id)
+        if port is None:
+            continue
+        addresses = []
+        for subnet_id, ip in sorted(set(port.fixed_ips)):
+            subnet = intent.subnets.get(subnet_id)
+            if subnet is not None and subnet.network_id == port.network_id:
+                addresses.append(RouterAddress(subnet_id=subnet_id, ip_address=ip, cidr=subnet.cidr))
+        interfaces.append(RouterInterface(port_id=port.id, network_id=port.network_id,
+                                          mac_address=port.mac_address, fixed_ips=tuple(addresses)))
+    return RouterPolicy(
+        id=router.id,
+        tunnel_key=intent.router_keys[router.id],
+        admin_state_up=router.admin_state_up,
+        interfaces=tuple(interfaces),
+        routes=tuple(RouterRoute(destination=d, nexthop=n) for d, n in sorted(set(router.routes))),
+    )
+
+
+def _held(intent: Intent, local_networks: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(routers, networks) a chassis holds, given the networks it has bound ports on: every
+    router with an interface on one of them, and those networks with every network of those
+    routers (the chassis routes into them), both sorted."""
+    local = set(local_networks)
+    routers = sorted({r for n in local for r in intent.routers_by_network.get(n, ())
+                      if r in intent.routers})
+    networks = set(local)
+    for router_id in routers:
+        networks.update(intent.router_networks(router_id))
+    return routers, sorted(networks)
+
+
 def _tunnel_items(intent: Intent, chassis: str, network_ids: Iterable[str]) -> dict[str, Document]:
-    """The chassis's `tunnel` items, given the networks it holds ports of."""
+    """The chassis's `tunnel` items, given the networks it holds."""
     peers: dict[str, str] = {}  # peer chassis -> encap
     for network_id in network_ids:
         network = intent.networks.get(network_id)
@@ -213,8 +255,8 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for port in local:
         docs[item_key(chassis, "port", port.id)] = _port_policy(port)
 
-    local_networks = sorted({p.network_id for p in local})
-    for network_id in local_networks:
+    routers, networks = _held(intent, {p.network_id for p in local})
+    for network_id in networks:
         network = intent.networks.get(network_id)
         if network is None or network.network_type not in NETWORK_TYPES:
             continue
@@ -233,15 +275,18 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for group_id in sorted(remote_groups):
         docs[item_key(chassis, "address_set", group_id)] = _address_set(intent, group_id)
 
-    docs.update(_tunnel_items(intent, chassis, local_networks))
+    for router_id in routers:
+        docs[item_key(chassis, "router", router_id)] = _router_policy(intent, router_id)
+
+    docs.update(_tunnel_items(intent, chassis, networks))
     return docs
 
 
 # --- compiling only what a change can alter -------------------------------------------------
 
-#: change kinds that are no input of any document: a port's status report; routers, floating
-#: IPs and port forwardings (no rows of theirs in the intent; their ports are port changes)
-KINDS_WITHOUT_DOCUMENTS = frozenset({PORT_STATUS_KIND, "router", "floatingip", "port_forwarding"})
+#: change kinds that are no input of any document: a port's status report; floating IPs and
+#: port forwardings (no rows of theirs in the intent; their ports are port changes)
+KINDS_WITHOUT_DOCUMENTS = frozenset({PORT_STATUS_KIND, "floatingip", "port_forwarding"})
 
 
 @dataclass
@@ -252,6 +297,7 @@ class _Stale:
     networks: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     address_sets: set[str] = field(default_factory=set)
+    routers: set[str] = field(default_factory=set)
     tunnels: bool = False  # every tunnel item
 
 
@@ -266,6 +312,25 @@ def _remote_groups(intent: Intent, group_ids: Iterable[str]) -> set[str]:
     return remotes
 
 
+def _stale_router(stale: _Stale, before: Intent, after: Intent, router_id: str) -> None:
+    """A router, its interfaces or one of its interface ports changed: its item; when its
+    interfaces or networks changed, the items of its networks (held through it, and their
+    remote ports, which leave out interfaces) and the tunnels (the networks held changed)."""
+    stale.routers.add(router_id)
+    interfaces_changed = (before.interfaces_by_router.get(router_id)
+                          != after.interfaces_by_router.get(router_id))
+    networks_changed = before.router_networks(router_id) != after.router_networks(router_id)
+    if interfaces_changed or networks_changed:
+        for intent in (before, after):
+            stale.networks |= intent.interface_networks(router_id)
+    stale.tunnels |= networks_changed
+
+
+def _routers_of_port(intent: Intent, port_id: str) -> set[str]:
+    row = intent.router_ports.get(port_id)
+    return {row.router_id} if row is not None and is_interface(row) else set()
+
+
 def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _Stale | None:
     """What `changes` can alter in any chassis's documents; None when it cannot say (a kind it
     does not know, a change of the physnet names that every tunnel key depends on)."""
@@ -277,6 +342,8 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
         if change.kind in KINDS_WITHOUT_DOCUMENTS:
             continue
         if change.kind == "port":
+            for router_id in _routers_of_port(before, change.id) | _routers_of_port(after, change.id):
+                _stale_router(stale, before, after, router_id)  # an interface of theirs
             for intent in intents:
                 port = intent.ports.get(change.id)
                 if port is None:
@@ -287,13 +354,23 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
                 stale.address_sets.update(port.security_group_ids)  # members
                 stale.address_sets.update(_remote_groups(intent, port.security_group_ids))
                 hosts_before = before.chassis_by_network.get(port.network_id)
-                stale.tunnels |= hosts_before != after.chassis_by_network.get(port.network_id)
+                if hosts_before != after.chassis_by_network.get(port.network_id):
+                    stale.tunnels = True
+                    # who holds the network's routers, and so their networks, changed
+                    for other in intents:
+                        for router_id in other.routers_by_network.get(port.network_id, ()):
+                            stale.routers.add(router_id)
+                            stale.networks.update(other.router_networks(router_id))
         elif change.kind == "network":
             stale.networks.add(change.id)
             stale.tunnels = True  # its type decides tunnels and their encap
         elif change.kind == "subnet":
-            stale.networks.update(i.subnets[change.id].network_id
-                                  for i in intents if change.id in i.subnets)
+            for intent in intents:
+                subnet = intent.subnets.get(change.id)
+                if subnet is not None:
+                    stale.networks.add(subnet.network_id)
+                    for other in intents:  # the prefixes of their interfaces' addresses
+                        stale.routers.update(other.routers_by_network.get(subnet.network_id, ()))
         elif change.kind == "security_group":
             stale.groups.add(change.id)
             for intent in intents:  # its rules, which a new or deleted group brings or takes
@@ -307,9 +384,21 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
                         stale.address_sets.add(rule.remote_group_id)
         elif change.kind == "chassis":  # its tunnel_ip; bridge mappings: physnet names above
             stale.tunnels = True
+        elif change.kind == "router":
+            _stale_router(stale, before, after, change.id)
         else:
             return None
+    stale.routers |= _routers_with_new_keys(before, after)
     return stale
+
+
+def _routers_with_new_keys(before: Intent, after: Intent) -> set[str]:
+    """Routers whose tunnel key differs (a router came or went; only a hash collision moves
+    the key of another)."""
+    if before.router_keys is after.router_keys:
+        return set()
+    old, new = before.router_keys, after.router_keys
+    return {r for r in old.keys() & new.keys() if old[r] != new[r]}
 
 
 def _port_item(intent: Intent, chassis: str, port_id: str) -> Document | None:
@@ -317,11 +406,21 @@ def _port_item(intent: Intent, chassis: str, port_id: str) -> Document | None:
     return _port_policy(port) if port is not None and port.host == chassis else None
 
 
+def _holds_router(intent: Intent, chassis: str, router_id: str) -> bool:
+    return any(chassis in intent.chassis_by_network.get(network_id, ())
+               for network_id in intent.router_networks(router_id))
+
+
+def _holds_network(intent: Intent, chassis: str, network_id: str) -> bool:
+    return chassis in intent.chassis_by_network.get(network_id, ()) or any(
+        _holds_router(intent, chassis, r) for r in intent.routers_by_network.get(network_id, ()))
+
+
 def _network_item(intent: Intent, chassis: str, network_id: str) -> Document | None:
     network = intent.networks.get(network_id)
     if network is None or network.network_type not in NETWORK_TYPES:
         return None
-    if chassis not in intent.chassis_by_network.get(network_id, ()):
+    if not _holds_network(intent, chassis, network_id):
         return None
     return _network_policy(intent, network, chassis)
 
@@ -339,8 +438,15 @@ def _address_set_item(intent: Intent, chassis: str, group_id: str) -> Document |
     return _address_set(intent, group_id)
 
 
-def _local_networks(intent: Intent, chassis: str) -> list[str]:
-    return sorted({intent.ports[p].network_id for p in intent.ports_by_chassis.get(chassis, ())})
+def _router_item(intent: Intent, chassis: str, router_id: str) -> Document | None:
+    if not _holds_router(intent, chassis, router_id):
+        return None
+    return _router_policy(intent, router_id)
+
+
+def _held_networks(intent: Intent, chassis: str) -> list[str]:
+    local = {intent.ports[p].network_id for p in intent.ports_by_chassis.get(chassis, ())}
+    return _held(intent, local)[1]
 
 
 def recompile_chassis(
@@ -360,6 +466,7 @@ def recompile_chassis(
         ("network", stale.networks, _network_item),
         ("security_group", stale.groups, _group_item),
         ("address_set", stale.address_sets, _address_set_item),
+        ("router", stale.routers, _router_item),
     ]
     for kind, ids, build in builders:
         for id in ids:
@@ -370,56 +477,74 @@ def recompile_chassis(
             else:
                 docs[key] = doc
     if stale.tunnels:
-        for key in _tunnel_items(before, chassis, _local_networks(before, chassis)):
+        for key in _tunnel_items(before, chassis, _held_networks(before, chassis)):
             docs.pop(key, None)
-        docs.update(_tunnel_items(after, chassis, _local_networks(after, chassis)))
+        docs.update(_tunnel_items(after, chassis, _held_networks(after, chassis)))
     return docs
 
 
 # --- which chassis a change may affect ------------------------------------------------------
 
 
-def _hosts_on_networks(intent: Intent, network_ids: Iterable[str]) -> set[str]:
+def _hosts_of_networks(intent: Intent, network_ids: Iterable[str]) -> set[str]:
+    """Chassis holding one of the networks (a port bound on it, or a router into it)."""
     hosts: set[str] = set()
     for network_id in network_ids:
-        hosts.update(intent.chassis_by_network.get(network_id, ()))
+        hosts |= intent.network_hosts(network_id)
     return hosts
 
 
 def _affected_in(intent: Intent, change: Change) -> set[str] | None:
-    """Chassis whose documents read the changed object in this intent; None = unknown kind."""
+    """Chassis whose documents read the changed object in this intent; None = unknown kind.
+    (A router change also depends on both intents: `affected_chassis`.)"""
     if change.kind == "port":
         port = intent.ports.get(change.id)
         if port is None:
             return set()
         hosts = {port.host} if port.host else set()
-        hosts |= _hosts_on_networks(intent, [port.network_id])  # remote_ports, flood, tunnels
+        # remote_ports, flood, tunnels; the routers it is an interface of, or whose holders it
+        # changes, have interfaces on its network: their holders hold it
+        hosts |= intent.network_hosts(port.network_id)
         for group_id in port.security_group_ids:  # address sets it is a member of
             hosts |= intent.address_set_consumers(group_id)
         return hosts
-    if change.kind == PORT_STATUS_KIND:  # ACTIVE / DOWN reported by an agent: no policy input
+    if change.kind in KINDS_WITHOUT_DOCUMENTS:  # port status (ACTIVE / DOWN), floating IPs
         return set()
     if change.kind == "network":
-        return _hosts_on_networks(intent, [change.id])
-    if change.kind == "subnet":
+        return intent.network_hosts(change.id)
+    if change.kind == "subnet":  # its network's item; the addresses of routers' interfaces
         subnet = intent.subnets.get(change.id)
-        return _hosts_on_networks(intent, [subnet.network_id]) if subnet else set()
+        return intent.network_hosts(subnet.network_id) if subnet else set()
     if change.kind == "security_group":
         # the group's own document; address sets depend on port membership only (port changes)
         return set(intent.chassis_by_group.get(change.id, ()))
     if change.kind == "security_group_rule":
         rule = intent.rules.get(change.id)
         return set(intent.chassis_by_group.get(rule.security_group_id, ())) if rule else set()
-    if change.kind == "chassis":  # its tunnel items on the chassis sharing overlay networks
+    if change.kind == "chassis":  # its tunnel items on the chassis holding its overlay networks
         networks = {intent.ports[p].network_id for p in intent.ports_by_chassis.get(change.id, ())}
         overlays = [n for n in networks
                     if n in intent.networks and intent.networks[n].network_type in OVERLAY_TYPES]
-        return _hosts_on_networks(intent, overlays) - {change.id}
+        return _hosts_of_networks(intent, overlays) - {change.id}
+    if change.kind == "router":  # its item; networks and tunnels held through it
+        return intent.router_hosts(change.id)
     return None
 
 
 def _all_chassis(intent: Intent) -> set[str]:
     return set(intent.ports_by_chassis) | set(intent.chassis)
+
+
+def _moved_interfaces(before: Intent, after: Intent, router_id: str) -> set[str]:
+    """Chassis holding a network where the router gained or lost an interface (the network's
+    remote_ports leave interfaces out)."""
+    moved = set(before.interfaces_by_router.get(router_id, ())) ^ set(
+        after.interfaces_by_router.get(router_id, ()))
+    hosts: set[str] = set()
+    for intent in (before, after):
+        hosts |= _hosts_of_networks(intent, {intent.ports[p].network_id
+                                             for p in moved if p in intent.ports})
+    return hosts
 
 
 def affected_chassis(before: Intent, after: Intent, changes: Sequence[Change]) -> set[str]:
@@ -433,8 +558,12 @@ def affected_chassis(before: Intent, after: Intent, changes: Sequence[Change]) -
             if hosts is None:
                 return _all_chassis(before) | _all_chassis(after)
             affected |= hosts
+        if change.kind == "router":
+            affected |= _moved_interfaces(before, after, change.id)
+    for router_id in _routers_with_new_keys(before, after):
+        affected |= before.router_hosts(router_id) | after.router_hosts(router_id)
     if before.physical_networks != after.physical_networks:  # physnet indexes of tunnel keys
         for intent in (before, after):
             physical = [n.id for n in intent.networks.values() if n.network_type in PHYSICAL_TYPES]
-            affected |= _hosts_on_networks(intent, physical)
+            affected |= _hosts_of_networks(intent, physical)
     return affected

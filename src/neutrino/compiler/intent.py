@@ -1,5 +1,5 @@
-"""The intent snapshot the compiler reads: every network, subnet, port, security group, rule and
-chassis, as immutable rows, with the indexes compilation needs.
+"""The intent snapshot the compiler reads: every network, subnet, port, security group, rule,
+chassis, router and router port, as immutable rows, with the indexes compilation needs.
 
 `load_intent` reads it from the database with one SELECT per table (no per-object queries);
 tests build `Intent` objects directly. The snapshot tolerates dangling references (a port naming
@@ -18,6 +18,7 @@ snapshots, indexes included (the compiler loop's checks).
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from neutrino.api.resources.l3 import INTERFACE_OWNERS
 from neutrino.db import schema
 from neutrino.db.outbox import PORT_STATUS_KIND, Change
 
@@ -106,6 +108,68 @@ class ChassisRow:
     bridge_mappings: tuple[tuple[str, str], ...] = ()  # sorted (physnet, bridge)
 
 
+@dataclass(frozen=True)
+class RouterRow:
+    id: str
+    admin_state_up: bool = True
+    distributed: bool = False
+    ha: bool = False
+    enable_snat: bool = True
+    gw_port_id: str | None = None  # the gateway port (network:router_gateway), if any
+    routes: tuple[tuple[str, str], ...] = ()  # extra routes (destination, nexthop), sorted
+    project_id: str = ""
+
+
+@dataclass(frozen=True)
+class RouterPortRow:
+    """A port a router owns (Neutron's routerports): the authority on which ports are a
+    router's interfaces (`port_type` one of INTERFACE_OWNERS) and which is its gateway."""
+
+    port_id: str
+    router_id: str
+    port_type: str  # the device_owner it was attached as (an interface owner, or the gateway's)
+
+
+def is_interface(row: RouterPortRow | None) -> bool:
+    """Whether a router port row makes its port an interface of its router."""
+    return row is not None and row.port_type in INTERFACE_OWNERS
+
+
+#: bits 32-39 of a router's tunnel key (networks use 1-4: compile.TUNNEL_KEY_TYPE_CODES)
+ROUTER_KEY_CODE = 5
+
+
+def router_hash(router_id: str) -> int:
+    """The 32-bit value a router's key is made of: the first 4 bytes of sha256(id), big-endian."""
+    return int.from_bytes(hashlib.sha256(router_id.encode()).digest()[:4], "big")
+
+
+def router_tunnel_keys(router_ids: Collection[str]) -> dict[str, int]:
+    """Every router's key in the pipeline, `5 << 32 | h`, distinct per router (docs/policy-model.md,
+    "Tunnel keys"): h is `router_hash(id)`; of routers with the same hash (astronomically rare),
+    the one with the smallest id keeps it, and each other one, in id order, takes the first value
+    after it (modulo 2**32) that is no router's hash and not taken yet. So a router's key only
+    ever depends on other routers when its hash collides with another's."""
+    ordered = sorted(router_ids)
+    hashes = {router_id: router_hash(router_id) for router_id in ordered}
+    taken = set(hashes.values())
+    owners: dict[int, str] = {}
+    values: dict[str, int] = {}
+    for router_id in ordered:
+        if hashes[router_id] not in owners:
+            owners[hashes[router_id]] = router_id
+            values[router_id] = hashes[router_id]
+    for router_id in ordered:
+        if router_id in values:
+            continue
+        value = hashes[router_id]
+        while value in taken:
+            value = (value + 1) % (1 << 32)
+        taken.add(value)
+        values[router_id] = value
+    return {router_id: ROUTER_KEY_CODE << 32 | values[router_id] for router_id in ordered}
+
+
 def _group(pairs: Any) -> dict[str, tuple[str, ...]]:
     """{key: sorted tuple of values} from (key, value) pairs."""
     grouped: dict[str, set[str]] = defaultdict(set)
@@ -128,6 +192,9 @@ class Indexes:
     groups_referencing: Mapping[str, tuple[str, ...]]
     dhcp_port_by_subnet: Mapping[str, str]
     physical_networks: tuple[str, ...]
+    interfaces_by_router: Mapping[str, tuple[str, ...]]
+    routers_by_network: Mapping[str, tuple[str, ...]]
+    router_keys: Mapping[str, int]
 
 
 INDEX_NAMES = tuple(f.name for f in fields(Indexes))
@@ -146,6 +213,9 @@ class Intent:
     security_groups: Mapping[str, SecurityGroupRow] = field(default_factory=dict)
     rules: Mapping[str, RuleRow] = field(default_factory=dict)
     chassis: Mapping[str, ChassisRow] = field(default_factory=dict)
+    routers: Mapping[str, RouterRow] = field(default_factory=dict)
+    #: port id -> the router port row of that port
+    router_ports: Mapping[str, RouterPortRow] = field(default_factory=dict)
     indexes: InitVar[Indexes | None] = None
 
     # --- indexes (derived) -------------------------------------------------------------------
@@ -170,6 +240,14 @@ class Intent:
     dhcp_port_by_subnet: Mapping[str, str] = field(init=False, compare=False, repr=False)
     #: every physical network name known (networks' physical_network, chassis bridge mappings)
     physical_networks: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    #: router id -> ids of its interface ports (router_ports rows of an interface type), sorted
+    interfaces_by_router: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                repr=False)
+    #: network id -> ids of the routers with an interface port (an existing port) on it, sorted
+    routers_by_network: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                              repr=False)
+    #: router id -> its tunnel key (`router_tunnel_keys` of every router row)
+    router_keys: Mapping[str, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self, indexes: Indexes | None) -> None:
         derived = indexes if indexes is not None else derive_indexes(self)
@@ -186,6 +264,33 @@ class Intent:
         hosts: set[str] = set()
         for referencing in self.groups_referencing.get(group_id, ()):
             hosts.update(self.chassis_by_group.get(referencing, ()))
+        return hosts
+
+    def interface_networks(self, router_id: str) -> set[str]:
+        """Networks of the router's interface ports, whether the router has a row or not."""
+        return {self.ports[p].network_id
+                for p in self.interfaces_by_router.get(router_id, ()) if p in self.ports}
+
+    def router_networks(self, router_id: str) -> tuple[str, ...]:
+        """The networks the router routes between (its interfaces'), sorted; none without a
+        router row."""
+        if router_id not in self.routers:
+            return ()
+        return tuple(sorted(self.interface_networks(router_id)))
+
+    def router_hosts(self, router_id: str) -> set[str]:
+        """Hosts that hold the router: those with a port bound on one of its networks."""
+        hosts: set[str] = set()
+        for network_id in self.router_networks(router_id):
+            hosts.update(self.chassis_by_network.get(network_id, ()))
+        return hosts
+
+    def network_hosts(self, network_id: str) -> set[str]:
+        """Hosts that hold the network: those with a port bound on it, and those holding a
+        router with an interface on it (they route into it)."""
+        hosts = set(self.chassis_by_network.get(network_id, ()))
+        for router_id in self.routers_by_network.get(network_id, ()):
+            hosts |= self.router_hosts(router_id)
         return hosts
 
 
@@ -206,6 +311,7 @@ def derive_indexes(intent: Intent) -> Indexes:
             subnet = intent.subnets.get(subnet_id)
             if subnet is not None and subnet.network_id == port.network_id:
                 dhcp.setdefault(subnet_id, port.id)
+    interfaces = [r for r in intent.router_ports.values() if is_interface(r)]
     return Indexes(
         ports_by_chassis=_group((p.host, p.id) for p in bound),
         ports_by_network=_group((p.network_id, p.id) for p in ports),
@@ -222,6 +328,10 @@ def derive_indexes(intent: Intent) -> Indexes:
         ),
         dhcp_port_by_subnet=dhcp,
         physical_networks=_physical_networks(intent.networks, intent.chassis),
+        interfaces_by_router=_group((r.router_id, r.port_id) for r in interfaces),
+        routers_by_network=_group((intent.ports[r.port_id].network_id, r.router_id)
+                                  for r in interfaces if r.port_id in intent.ports),
+        router_keys=router_tunnel_keys(intent.routers),
     )
 
 
@@ -247,6 +357,8 @@ class RowChanges:
     security_groups: dict[str, SecurityGroupRow | None] = field(default_factory=dict)
     rules: dict[str, RuleRow | None] = field(default_factory=dict)
     chassis: dict[str, ChassisRow | None] = field(default_factory=dict)
+    routers: dict[str, RouterRow | None] = field(default_factory=dict)
+    router_ports: dict[str, RouterPortRow | None] = field(default_factory=dict)
 
 
 TABLE_NAMES = tuple(f.name for f in fields(RowChanges))
@@ -383,6 +495,24 @@ def _updated_indexes(
 
     subnets_of_ports = {s for p in touched_ports for s, _ip in p.fixed_ips}
     physical_changed = bool(differing["networks"] or differing["chassis"])
+
+    router_ports: Mapping[str, RouterPortRow] = tables["router_ports"]
+    router_port_ids = differing["router_ports"]
+    old_router_ports = [old.router_ports[p] for p in router_port_ids if p in old.router_ports]
+    new_router_ports = [router_ports[p] for p in router_port_ids if p in router_ports]
+    # the networks where an interface may have come or gone: those of the ports whose router
+    # port row changed, or that are a router's port and changed themselves (their network)
+    moved_interfaces = router_port_ids | {p for p in port_ids
+                                          if p in old.router_ports or p in router_ports}
+    interface_networks = {rows[p].network_id for rows in (old.ports, ports)
+                          for p in moved_interfaces if p in rows}
+
+    def routers_on_network(network_id: str) -> tuple[str, ...]:
+        rows = (router_ports.get(p) for p in ports_by_network.get(network_id, ()))
+        return tuple(sorted({row.router_id for row in rows if row is not None and is_interface(row)}))
+
+    routers: Mapping[str, RouterRow] = tables["routers"]
+    routers_came_or_went = any((r in old.routers) != (r in routers) for r in differing["routers"])
     return Indexes(
         ports_by_chassis=moved(old_ports, new_ports, old.ports_by_chassis,
                                lambda p: [(p.host, p.id)] if p.host else []),
@@ -403,6 +533,13 @@ def _updated_indexes(
                                         dhcp_port_of),
         physical_networks=(_physical_networks(tables["networks"], tables["chassis"])
                            if physical_changed else old.physical_networks),
+        interfaces_by_router=moved(old_router_ports, new_router_ports, old.interfaces_by_router,
+                                   lambda r: [(r.router_id, r.port_id)] if is_interface(r) else []),
+        routers_by_network=_recomputed(old.routers_by_network, interface_networks,
+                                       routers_on_network),
+        # a new or deleted router can move the key of another only when their hashes collide;
+        # such a change is rare enough to give every key again
+        router_keys=router_tunnel_keys(routers) if routers_came_or_went else old.router_keys,
     )
 
 
@@ -486,6 +623,19 @@ def _chassis_row(row: Any) -> ChassisRow:
     )
 
 
+def _router_row(row: Any) -> RouterRow:
+    return RouterRow(
+        id=row.id, admin_state_up=row.admin_state_up, distributed=row.distributed, ha=row.ha,
+        enable_snat=row.enable_snat, gw_port_id=row.gw_port_id,
+        routes=tuple(sorted(_pairs(row.routes, "destination", "nexthop"))),
+        project_id=row.project_id,
+    )
+
+
+def _router_port_row(row: Any) -> RouterPortRow:
+    return RouterPortRow(port_id=row.port_id, router_id=row.router_id, port_type=row.port_type)
+
+
 def _ports(conn: Connection, only: Collection[str] | None) -> dict[str, PortRow]:
     """Ports with their addresses and groups: all of them, or those of `only` that exist."""
     allocations = schema.ip_allocations
@@ -520,17 +670,20 @@ def load_intent(conn: Connection) -> Intent:
         rules={row.id: _rule_row(row)
                for row in conn.execute(select(schema.security_group_rules))},
         chassis={row.name: _chassis_row(row) for row in conn.execute(select(schema.chassis))},
+        routers={row.id: _router_row(row) for row in conn.execute(select(schema.routers))},
+        router_ports={row.port_id: _router_port_row(row)
+                      for row in conn.execute(select(schema.router_ports))},
     )
 
 
 # --- the rows a list of changes names ---------------------------------------------------------
 
 #: change kinds whose rows are in no table of the intent: what they change in it (their ports)
-#: is named by changes of its own kind (neutrino.api.resources.routers, floatingips, l3)
-KINDS_WITHOUT_ROWS = frozenset({"router", "floatingip", "port_forwarding"})
+#: is named by changes of its own kind (neutrino.api.resources.floatingips, l3)
+KINDS_WITHOUT_ROWS = frozenset({"floatingip", "port_forwarding"})
 #: change kinds `load_changed_rows` reads (a port's status report reads the port again)
 KINDS_WITH_ROWS = frozenset({"network", "subnet", "port", PORT_STATUS_KIND, "security_group",
-                             "security_group_rule", "chassis"})
+                             "security_group_rule", "chassis", "router"})
 
 
 def _read(
@@ -546,9 +699,10 @@ def _read(
 
 def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Change]) -> RowChanges:
     """Every row of the intent that `changes` can have touched, read again (one SELECT per table
-    named): a port with its addresses and groups, a security group with its rules (a new group
-    comes with rules no change names), a network, subnet, rule or chassis row. Raises
-    ValueError for a kind it does not know."""
+    named): a port with its addresses, groups and router port row, a security group with its
+    rules (a new group comes with rules no change names), a router with its router port rows
+    (interfaces and gateway), a network, subnet, rule or chassis row. Raises ValueError for a
+    kind it does not know."""
     ids: dict[str, set[str]] = defaultdict(set)
     for change in changes:
         if change.kind in KINDS_WITHOUT_ROWS:
@@ -570,6 +724,18 @@ def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Chan
     ports: dict[str, PortRow | None] = dict.fromkeys(port_ids)
     if port_ids:
         ports.update(_ports(conn, port_ids))
+    router_ids = ids["router"]
+    # the router ports rows the routers had (gone unless read below), those of the ports (a
+    # port's row goes with it, by cascade), and those the routers have now
+    router_ports: dict[str, RouterPortRow | None] = {}
+    if router_ids:
+        router_ports.update((p, None) for p, row in previous.router_ports.items()
+                            if row.router_id in router_ids)
+    router_ports.update(_read(conn, schema.router_ports, schema.router_ports.c.port_id, port_ids,
+                              _router_port_row))
+    if router_ids:
+        router_ports.update((row.port_id, _router_port_row(row)) for row in conn.execute(
+            select(schema.router_ports).where(schema.router_ports.c.router_id.in_(router_ids))))
     return RowChanges(
         networks=_read(conn, schema.networks, schema.networks.c.id, ids["network"], _network_row),
         subnets=_read(conn, schema.subnets, schema.subnets.c.id, ids["subnet"], _subnet_row),
@@ -578,6 +744,8 @@ def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Chan
                               _group_row),
         rules=rules,
         chassis=_read(conn, schema.chassis, schema.chassis.c.name, ids["chassis"], _chassis_row),
+        routers=_read(conn, schema.routers, schema.routers.c.id, router_ids, _router_row),
+        router_ports=router_ports,
     )
 
 

@@ -1,0 +1,114 @@
+"""Routing between tenant networks on the real data path, distributed (DVR): a packet is routed
+on the host of its source port and goes straight to the host of its destination.
+
+The world (the shared two-host lab): router `rt-east-west` with interfaces on the subnets of
+networks `rt-a` (10.71.0.0/24) and `rt-b` (10.72.0.0/24); instances ra1 (host1) and ra2 (host2)
+on rt-a, rb1 (host2) on rt-b. Every port is in an "open" group (any IPv4 in): what is tested is
+routing, not security groups. Instances are configured by DHCP, which gives them the subnet's
+gateway (the router's interface address) as default route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from e2e.support import E2ELab, neutrino, wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-routing")]
+
+CIDR = {"rt-a": "10.71.0.0/24", "rt-b": "10.72.0.0/24"}
+GATEWAY = {"rt-a": "10.71.0.1", "rt-b": "10.72.0.1"}
+
+
+@dataclass
+class World:
+    lab: E2ELab
+    router: Any
+    subnets: dict[str, Any]  # by network name
+    networks: dict[str, Any]
+    ip: dict[str, str]  # instance -> its address
+
+
+@pytest.fixture(scope="module")
+def world(lab: E2ELab) -> World:
+    cloud = lab.cloud
+    group = cloud.network.create_security_group(name="rt-open")
+    cloud.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                             ethertype="IPv4", remote_ip_prefix="0.0.0.0/0")
+    networks, subnets = {}, {}
+    for name, cidr in CIDR.items():
+        networks[name] = cloud.network.create_network(name=name)
+        subnets[name] = cloud.network.create_subnet(network_id=networks[name].id, ip_version=4,
+                                                    cidr=cidr, name=f"{name}-v4")
+    router = cloud.network.create_router(name="rt-east-west")
+    for subnet in subnets.values():
+        cloud.network.add_interface_to_router(router, subnet_id=subnet.id)
+    plan = [("ra1", "host1", "rt-a"), ("ra2", "host2", "rt-a"), ("rb1", "host2", "rt-b")]
+    ports = {name: cloud.network.create_port(network_id=networks[net].id, name=name,
+                                             security_group_ids=[group.id])
+             for name, _host, net in plan}
+    booted = lab.boot_all([(name, host, ports[name].id) for name, host, _net in plan])
+    lab.wait_converged("host1", "host2")
+    return World(lab, router, subnets, networks,
+                 {name: port.fixed_ips[0]["ip_address"] for name, port in booted.items()})
+
+
+def test_instances_on_different_hosts_and_subnets_reach_each_other_through_the_router(
+        world: World) -> None:
+    lab, ip = world.lab, world.ip
+    lab.wait_ping("ra1", ip["rb1"], timeout=15)
+    out = lab.exec("ra1", "ping", "-n", "-c", "1", "-W", "2", ip["rb1"]).stdout
+    assert "ttl=63" in out  # one router hop
+    assert lab.ping("rb1", ip["ra1"], count=2)
+    assert lab.tcp("ra1", "rb1", ip["rb1"], 5101)
+    assert lab.tcp("rb1", "ra1", ip["ra1"], 5102)
+    assert lab.ping("ra2", ip["rb1"], count=2)  # both on host2: routed without leaving it
+
+
+def test_the_router_answers_pings_to_its_interface_addresses(world: World) -> None:
+    lab = world.lab
+    assert lab.ping("ra1", GATEWAY["rt-a"], count=2)
+    assert lab.ping("rb1", GATEWAY["rt-b"], count=2)
+
+
+def test_the_source_host_routes_and_sends_straight_to_the_destination_host(world: World) -> None:
+    """The trace on host1 of a packet from ra1 to rb1: routed there (l3_input, ip_routing,
+    arp_resolve), then into the tunnel with rt-b's VNI, addressed to rb1: no other host (no
+    gateway) routes it."""
+    lab, ip = world.lab, world.ip
+    ra1, rb1 = lab.port("ra1"), lab.port("rb1")
+    router_mac = next(p.mac_address for p in lab.cloud.network.ports(
+        device_id=world.router.id, network_id=world.networks["rt-a"].id))
+    vni = lab.cloud.network.get_network(world.networks["rt-b"].id).provider_segmentation_id
+    packet = (f"icmp,dl_src={ra1.mac_address},dl_dst={router_mac},nw_src={ip['ra1']},"
+              f"nw_dst={ip['rb1']},nw_ttl=64,icmp_type=8")
+    out = neutrino(lab.state_dir, "trace", "--host", "host1", "--port", "ra1", packet,
+                   "--state-dir", str(lab.state_dir)).stdout
+    stages = [line.split()[0] for line in out.splitlines() if line and not line[0].isspace()]
+    routed = stages[stages.index("l3_input"):]
+    assert routed[:4] == ["l3_input", "ip_routing", "arp_resolve", "l2_lookup"], out
+    assert f"set_field:{vni:#x}->tun_id" in out, out  # on rt-b, into the tunnel
+    assert f"set_field:{rb1.mac_address}->eth_dst" in out
+    assert "verdict: forwarded" in out and "tnl_push" in out, out
+
+
+def test_removing_a_router_interface_stops_routing_and_adding_it_back_restores_it(
+        world: World) -> None:
+    lab, ip, cloud = world.lab, world.ip, world.lab.cloud
+    lab.wait_ping("ra1", ip["rb1"], timeout=15)
+    cloud.network.remove_interface_from_router(world.router, subnet_id=world.subnets["rt-b"].id)
+    try:
+        lab.wait_converged("host1", "host2")
+        wait_until(lambda: not lab.ping("ra1", ip["rb1"], wait=0.5), timeout=10,
+                   message="ra1 no longer reaches rb1")
+        assert not lab.ping("rb1", GATEWAY["rt-b"], wait=0.5)  # that address is gone too
+    finally:
+        cloud.network.add_interface_to_router(world.router, subnet_id=world.subnets["rt-b"].id)
+    lab.wait_converged("host1", "host2")
+    # the new interface is a new port with a new MAC: rb1 forgets the old one for its gateway
+    # (as an instance does once its neighbour entry goes stale; no gratuitous ARP is sent yet)
+    lab.exec("rb1", "ip", "neigh", "flush", "dev", "eth0")
+    lab.wait_ping("ra1", ip["rb1"], timeout=15)
