@@ -2,10 +2,12 @@
 on the host of its source port and goes straight to the host of its destination.
 
 The world (the shared two-host lab): router `rt-east-west` with interfaces on the subnets of
-networks `rt-a` (10.71.0.0/24) and `rt-b` (10.72.0.0/24); instances ra1 (host1) and ra2 (host2)
-on rt-a, rb1 (host2) on rt-b. Every port is in an "open" group (any IPv4 in): what is tested is
-routing, not security groups. Instances are configured by DHCP, which gives them the subnet's
-gateway (the router's interface address) as default route.
+networks `rt-a` (10.71.0.0/24, fd71::/64) and `rt-b` (10.72.0.0/24, fd72::/64); instances ra1
+(host1) and ra2 (host2) on rt-a, rb1 (host2) on rt-b. Every port is in an "open" group (any
+IPv4 and IPv6 in): what is tested is routing, not security groups. Instances get IPv4 by DHCP,
+which gives them the subnet's gateway (the router's interface address) as default route, and
+IPv6 by SLAAC from the router advertisements the agent sends for the router (ipv6_ra_mode and
+ipv6_address_mode slaac), with the router's link-local address as default route.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from e2e.support import E2ELab, neutrino, wait_until
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-routing")]
 
 CIDR = {"rt-a": "10.71.0.0/24", "rt-b": "10.72.0.0/24"}
+CIDR6 = {"rt-a": "fd71::/64", "rt-b": "fd72::/64"}
 GATEWAY = {"rt-a": "10.71.0.1", "rt-b": "10.72.0.1"}
 
 
@@ -29,7 +32,8 @@ class World:
     router: Any
     subnets: dict[str, Any]  # by network name
     networks: dict[str, Any]
-    ip: dict[str, str]  # instance -> its address
+    ip: dict[str, str]  # instance -> its IPv4 address
+    ip6: dict[str, str]  # instance -> its IPv6 address (as the API has it)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +42,18 @@ def world(lab: E2ELab) -> World:
     group = cloud.network.create_security_group(name="rt-open")
     cloud.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
                                              ethertype="IPv4", remote_ip_prefix="0.0.0.0/0")
-    networks, subnets = {}, {}
+    cloud.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
+                                             ethertype="IPv6", remote_ip_prefix="::/0")
+    networks, subnets, subnets6 = {}, {}, {}
     for name, cidr in CIDR.items():
         networks[name] = cloud.network.create_network(name=name)
         subnets[name] = cloud.network.create_subnet(network_id=networks[name].id, ip_version=4,
                                                     cidr=cidr, name=f"{name}-v4")
+        subnets6[name] = cloud.network.create_subnet(
+            network_id=networks[name].id, ip_version=6, cidr=CIDR6[name], name=f"{name}-v6",
+            ipv6_ra_mode="slaac", ipv6_address_mode="slaac")
     router = cloud.network.create_router(name="rt-east-west")
-    for subnet in subnets.values():
+    for subnet in [*subnets.values(), *subnets6.values()]:
         cloud.network.add_interface_to_router(router, subnet_id=subnet.id)
     plan = [("ra1", "host1", "rt-a"), ("ra2", "host2", "rt-a"), ("rb1", "host2", "rt-b")]
     ports = {name: cloud.network.create_port(network_id=networks[net].id, name=name,
@@ -52,8 +61,12 @@ def world(lab: E2ELab) -> World:
              for name, _host, net in plan}
     booted = lab.boot_all([(name, host, ports[name].id) for name, host, _net in plan])
     lab.wait_converged("host1", "host2")
+    def address(port: Any, version: int) -> str:
+        return next(ip["ip_address"] for ip in port.fixed_ips if (":" in ip["ip_address"]) == (version == 6))
+
     return World(lab, router, subnets, networks,
-                 {name: port.fixed_ips[0]["ip_address"] for name, port in booted.items()})
+                 {name: address(port, 4) for name, port in booted.items()},
+                 {name: address(port, 6) for name, port in booted.items()})
 
 
 def test_instances_on_different_hosts_and_subnets_reach_each_other_through_the_router(
@@ -112,3 +125,19 @@ def test_removing_a_router_interface_stops_routing_and_adding_it_back_restores_i
     # (as an instance does once its neighbour entry goes stale; no gratuitous ARP is sent yet)
     lab.exec("rb1", "ip", "neigh", "flush", "dev", "eth0")
     lab.wait_ping("ra1", ip["rb1"], timeout=15)
+
+
+def test_instances_configure_ipv6_by_slaac_as_the_api_says_and_route_it(world: World) -> None:
+    """Each instance made its IPv6 address from the router's advertisement (lab boot waited for
+    it): it is the port's fixed IP in the API, with a default route through the router's
+    link-local address; ping6 crosses the router between hosts."""
+    lab, ip6 = world.lab, world.ip6
+    for name in ("ra1", "ra2", "rb1"):
+        shown = lab.exec(name, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global").stdout
+        assert f"{ip6[name]}/64" in shown and "dynamic" in shown, shown  # from an RA, not static
+        route = lab.exec(name, "ip", "-6", "route", "show", "default").stdout
+        assert "via fe80::" in route and "proto ra" in route, route
+    lab.wait_ping("ra1", ip6["rb1"], timeout=15)
+    out = lab.exec("ra1", "ping", "-6", "-n", "-c", "1", "-W", "2", ip6["rb1"]).stdout
+    assert "ttl=63" in out or "hlim=63" in out, out  # one router hop
+    assert lab.ping("rb1", ip6["ra1"], count=2)

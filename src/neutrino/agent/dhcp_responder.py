@@ -1,5 +1,8 @@
 """The agent's DHCPv4 server: one raw socket on one interface, one thread, no state.
 
+`PacketResponder` is the socket and the thread, for one ethertype; `DhcpResponder` answers
+DHCPv4 with it (and `neutrino.agent.ra.RaResponder` router solicitations).
+
 The OVS pipeline steers each VIF's DHCP request to the interface this serves, after
 overwriting the request's UDP source port with the VIF's OpenFlow port number; it takes the
 reply's UDP destination port to pick the output port and rewrites it back to 68.  So the UDP
@@ -46,8 +49,8 @@ RECEIVE_SIZE = 65535
 ERROR_PAUSE = 0.5  # seconds to wait after a failed receive (e.g. the interface went down)
 
 
-class DhcpResponder:
-    """Answers DHCP requests on `ifname` from `lookup(key) -> Lease | None`.
+class PacketResponder:
+    """Answers frames of one ethertype received on `ifname` (`handle_frame`, in subclasses).
 
     `start()` opens the socket in the calling thread (so in its network namespace) and starts
     a daemon thread; `stop()` closes it and joins the thread (idempotent; `start()` may follow).
@@ -55,9 +58,11 @@ class DhcpResponder:
     `last_error` describes the latest failure.
     """
 
-    def __init__(self, ifname: str, lookup: Callable[[int], Lease | None]) -> None:
+    ethertype = ETH_P_IP
+    kind = "DHCP"
+
+    def __init__(self, ifname: str) -> None:
         self.ifname = ifname
-        self.lookup = lookup
         self.served = 0
         self.ignored = 0
         self.errors = 0
@@ -72,10 +77,10 @@ class DhcpResponder:
     def start(self) -> None:
         with self._lock:
             if self._thread is not None:
-                raise RuntimeError(f"DHCP responder on {self.ifname} already started")
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+                raise RuntimeError(f"{self.kind} responder on {self.ifname} already started")
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ethertype))
             try:
-                sock.bind((self.ifname, ETH_P_IP))
+                sock.bind((self.ifname, self.ethertype))
                 ifindex = socket.if_nametoindex(self.ifname)
                 mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
@@ -85,9 +90,10 @@ class DhcpResponder:
             self._sock = sock
             self._stopping.clear()
             self._wake_r, self._wake_w = socket.socketpair()
-            self._thread = threading.Thread(target=self._run, name=f"dhcp-{self.ifname}", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=f"{self.kind}-{self.ifname}",
+                                            daemon=True)
             self._thread.start()
-        log.info("DHCP responder listening on %s", self.ifname)
+        log.info("%s responder listening on %s", self.kind, self.ifname)
 
     def stop(self) -> None:
         with self._lock:
@@ -102,7 +108,7 @@ class DhcpResponder:
                 if sock is not None:
                     sock.close()
             self._sock = self._wake_r = self._wake_w = None
-        log.info("DHCP responder on %s stopped (%d served)", self.ifname, self.served)
+        log.info("%s responder on %s stopped (%d served)", self.kind, self.ifname, self.served)
 
     @property
     def running(self) -> bool:
@@ -131,12 +137,24 @@ class DhcpResponder:
                     self._sock.send(reply)
                     self.served += 1
             except Exception as error:
-                log.exception("DHCP responder on %s: a request failed", self.ifname)
+                log.exception("%s responder on %s: a request failed", self.kind, self.ifname)
                 self._failed(f"{type(error).__name__}: {error}")
 
     def _failed(self, message: str) -> None:
         self.errors += 1
         self.last_error = message
+
+    def handle_frame(self, frame: bytes) -> bytes | None:
+        """The reply to one received frame, or None."""
+        raise NotImplementedError
+
+
+class DhcpResponder(PacketResponder):
+    """Answers DHCP requests on `ifname` from `lookup(key) -> Lease | None`."""
+
+    def __init__(self, ifname: str, lookup: Callable[[int], Lease | None]) -> None:
+        super().__init__(ifname)
+        self.lookup = lookup
 
     def handle_frame(self, frame: bytes) -> bytes | None:
         """The reply to one received frame, or None; logs what it decides.  Exceptions from

@@ -33,12 +33,14 @@ from neutrino.agent.dhcp import Lease, lease_for
 from neutrino.agent.dhcp_responder import DhcpResponder
 from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
+from neutrino.agent.ra import RaResponder, RouterAdvert, advert_for
 from neutrino.credentials import password_auth
 from neutrino.pipeline.render import ChassisRenderer
 from neutrino.policy.model import (
     Document,
     NetworkPolicy,
     PortPolicy,
+    RouterPolicy,
     TunnelPolicy,
     load_document,
     parse_key,
@@ -91,7 +93,11 @@ class Agent:
         self._lease_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None, int, Lease | None]] = {}
         self.ovsdb: HostOvsdb | None = None
         self.dhcp: DhcpResponder | None = None
+        self.ra: RaResponder | None = None
         self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
+        self.adverts: dict[int, RouterAdvert] = {}  # VIF ofport -> its router advertisement
+        self._advert_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None,
+                                             tuple[RouterPolicy, ...], RouterAdvert | None]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -115,6 +121,8 @@ class Agent:
             await self.http.aclose()
             if self.dhcp is not None:
                 self.dhcp.stop()
+            if self.ra is not None:
+                self.ra.stop()
             if self.ovsdb is not None:
                 self.ovsdb.close()
 
@@ -135,10 +143,12 @@ class Agent:
                            capture_output=True, timeout=10)
             responder = DhcpResponder(DHCP_PORT_NAME, self.leases.get)
             responder.start()
+            self.ra = RaResponder(DHCP_PORT_NAME, self.adverts.get)
+            self.ra.start()
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             log.error("native DHCP disabled on %s: %s", self.config.host, exc)
             return None
-        log.info("native DHCP answering on %s", DHCP_PORT_NAME)
+        log.info("native DHCP and router advertisements answering on %s", DHCP_PORT_NAME)
         return responder
 
     def _defaults_from_host(self, external_ids: Mapping[str, str]) -> None:
@@ -400,6 +410,33 @@ class Agent:
             self.leases = leases
             if self.dhcp is not None:
                 self.dhcp.lookup = leases.get
+        self._update_adverts(documents, local, networks)
+
+    def _update_adverts(self, documents: Mapping[str, Document], local: Mapping[str, int],
+                        networks: Mapping[str, NetworkPolicy]) -> None:
+        """The router advertisement of every plugged port a router advertises to, by ofport
+        (recomputed per port only when its port, network or the routers changed)."""
+        routers = tuple(sorted((d for d in documents.values() if isinstance(d, RouterPolicy)),
+                               key=lambda r: r.id))
+        adverts: dict[int, RouterAdvert] = {}
+        known = self._advert_inputs
+        self._advert_inputs = {}
+        for document in documents.values():
+            if not isinstance(document, PortPolicy) or document.id not in local:
+                continue
+            network = networks.get(document.network_id)
+            old = known.get(document.id)
+            if old is not None and old[0] is document and old[1] is network and old[2] == routers:
+                advert = old[3]
+            else:
+                advert = advert_for(document, network, routers) if network is not None else None
+            self._advert_inputs[document.id] = (document, network, routers, advert)
+            if advert is not None:
+                adverts[local[document.id]] = advert
+        if adverts != self.adverts:
+            self.adverts = adverts
+            if self.ra is not None:
+                self.ra.lookup = adverts.get
 
     async def report_ports(self, ports: Mapping[str, PortPolicy], up: set[str]) -> None:
         for port_id, port in ports.items():

@@ -277,7 +277,8 @@ def boot(
     dhcp_timeout: float = typer.Option(10.0, help="Seconds to wait for a DHCP lease."),
 ) -> None:
     """Bind a port to HOST, plug an instance os-vif style, wait for ACTIVE, then configure it
-    by DHCP (IPv4 on a DHCP subnet) and statically (anything else)."""
+    by DHCP (IPv4 on a DHCP subnet), by SLAAC (IPv6 on a subnet with ipv6_ra_mode slaac or
+    dhcpv6-stateless: its router advertises it) and statically (anything else)."""
     directory = _state_dir(state_dir)
 
     def work() -> None:
@@ -302,9 +303,11 @@ def boot(
             subnets = {s["id"]: s for s in
                        _check(client.get("/v2.0/subnets", params={"network_id": net["id"]}))
                        ["subnets"]}
-        # IPv4 on a DHCP subnet: by DHCP, as a VM would; anything else (IPv6, subnets without
-        # DHCP): static, from the port's fixed IPs
+        # IPv4 on a DHCP subnet: by DHCP, as a VM would; IPv6 on a subnet its router advertises
+        # for SLAAC: by SLAAC; anything else (DHCPv6, subnets without DHCP): static, from the
+        # port's fixed IPs
         by_dhcp: list[str] = []
+        by_slaac: list[str] = []
         static: list[str] = []
         gateway: str | None = None
         for fixed in created["fixed_ips"]:
@@ -312,24 +315,35 @@ def boot(
             address = f"{fixed['ip_address']}/{subnet['cidr'].split('/')[1]}"
             if subnet["ip_version"] == 4 and subnet["enable_dhcp"] and not by_dhcp:
                 by_dhcp.append(address)
+            elif subnet["ip_version"] == 6 and subnet.get("ipv6_ra_mode") in SLAAC_MODES \
+                    and subnet.get("ipv6_address_mode") in SLAAC_MODES:
+                by_slaac.append(address)
             else:
                 static.append(address)
                 if subnet["ip_version"] == 4 and subnet.get("gateway_ip") and gateway is None:
                     gateway = subnet["gateway_ip"]
         with Lab.session(directory) as lab:
             instance = lab.instance(name)
+            if by_slaac:
+                instance.solicit_router()  # the advertisements start while DHCP runs
             if by_dhcp:
                 leased = [str(a) for a in instance.dhcp(timeout=dhcp_timeout)]
                 if leased != by_dhcp:
                     raise LabError(f"{name}: DHCP gave {', '.join(leased)} but the port has "
                                    f"{by_dhcp[0]}")
+            if by_slaac:
+                instance.slaac(by_slaac, timeout=dhcp_timeout)
             if static:
                 instance.configure(static, gateway=None if by_dhcp else gateway)
-        how = [f"{a} (DHCP)" for a in by_dhcp] + [f"{a} (static)" for a in static]
+        how = ([f"{a} (DHCP)" for a in by_dhcp] + [f"{a} (SLAAC)" for a in by_slaac]
+               + [f"{a} (static)" for a in static])
         console.print(f"{name} on {host}: port {created['id']} ACTIVE, "
                       f"{', '.join(how) or 'no addresses'}")
 
     fail_cleanly(work)
+
+
+SLAAC_MODES = ("slaac", "dhcpv6-stateless")
 
 
 def _find_network(client: httpx.Client, name_or_id: str) -> dict[str, Any]:

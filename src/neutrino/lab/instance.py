@@ -24,6 +24,7 @@ import random
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -209,6 +210,31 @@ class LabInstance:
                            + (": " + " / ".join(detail) if detail else ""))
         self.record.addresses = [str(a) for a in self.addresses()]
         return found
+
+    def solicit_router(self) -> None:
+        """Restart IPv6 on eth0: the kernel makes its link-local address again and sends router
+        solicitations right away (instead of at its next back-off, up to minutes later)."""
+        for value in ("1", "0"):
+            netns.run_in(self.namespace, ["sysctl", "-qw",
+                                          f"net/ipv6/conf/{INSTANCE_IFNAME}/disable_ipv6={value}"])
+
+    def slaac(self, expected: Sequence[str], *, timeout: float = 10.0) -> list[str]:
+        """Wait until eth0 has made every address of `expected` (CIDRs) from router
+        advertisements (SLAAC), and their default route; the addresses (LabError after
+        `timeout` seconds, saying which are missing)."""
+        wanted = {ipaddress.ip_interface(a) for a in expected}
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {a for a in self.addresses() if isinstance(a, ipaddress.IPv6Interface)}
+            routes = netns.ip("-6", "route", "show", "default", namespace=self.namespace).stdout
+            if wanted <= found and routes.strip():
+                self.record.addresses = [str(a) for a in self.addresses()]
+                return sorted(str(a) for a in wanted)
+            if time.monotonic() > deadline:
+                missing = ", ".join(str(a) for a in sorted(wanted - found, key=str)) or "a default route"
+                raise LabError(f"instance {self.name} made no {missing} by SLAAC in {timeout:.0f} s "
+                               "(no router advertisement: is the subnet on a router?)")
+            time.sleep(0.1)
 
     def addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         """Global addresses on eth0 right now."""

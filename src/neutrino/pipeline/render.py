@@ -77,7 +77,7 @@ P_ACL_RULE = 1000  # conjunction clauses and conjunction flows
 # ICMPv6 types allowed without a rule (as Neutron's OVS firewall does)
 ICMPV6_EGRESS_ALLOWED = (130, 131, 132, 133, 135, 136, 143)  # MLD, RS, NS, NA
 ICMPV6_INGRESS_ALLOWED = (130, 134, 135, 136)  # MLD query, RA, NS, NA
-ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_MLD2 = 135, 136, 134, 143
+ICMPV6_RS, ICMPV6_NS, ICMPV6_NA, ICMPV6_RA, ICMPV6_MLD2 = 133, 135, 136, 134, 143
 
 _L4_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
 
@@ -261,6 +261,10 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
         out["network", network.id] = (network, tuple(members.get(network.id, ())), tunnels,
                                       zones[network.id], providers, dhcp_ofport is not None,
                                       network.id in routed)
+    # IPv6 subnets whose router (one with an interface on them here) advertises them
+    advertised = {a.subnet_id for r in routers if r.admin_state_up for i in r.interfaces
+                  for a in i.fixed_ips} & {s.id for n in networks.values() for s in n.subnets
+                                           if s.ip_version == 6 and s.ipv6_ra_mode}
     used: set[str] = set()
     for port in local:
         port_groups: tuple[SecurityGroupPolicy, ...] = ()
@@ -269,7 +273,8 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
             used.update(g.id for g in port_groups)
         out["port", port.id] = (port, networks[port.network_id], local_ofports[port.id],
                                 zones[port.network_id], dhcp_ofport, port_groups,
-                                port.network_id in routed)
+                                port.network_id in routed,
+                                any(f.subnet_id in advertised for f in port.fixed_ips))
     # clause 2 for each group with a local member; clause 3 for each remote group they name
     seen: dict[int, str] = {}
     remote_rules: dict[str, list[SecurityGroupRulePolicy]] = defaultdict(list)
@@ -330,10 +335,12 @@ def _network_unit(network: NetworkPolicy, member_ofports: tuple[int, ...],
 
 def _port_unit(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int,
                dhcp_ofport: int | None, groups: tuple[SecurityGroupPolicy, ...],
-               routed: bool) -> tuple[Flow, ...]:
+               routed: bool, advertised: bool) -> tuple[Flow, ...]:
     flows = _port_flows(port, network.tunnel_key, ofport, zone)
     if dhcp_ofport is not None and dhcp_served(port, network):
         flows += (_dhcp_request_flow(port, ofport, dhcp_ofport),)
+    if dhcp_ofport is not None and advertised:  # its router's advertisements, from the agent
+        flows += _router_solicitation_flows(port, ofport, dhcp_ofport)
     if port.port_security_enabled:
         flows += _port_clause_flows(port.id, ofport, groups)
     if routed:  # a router here routes into its network: the MAC of each of its addresses
@@ -389,6 +396,9 @@ def _router_flows(router: RouterPolicy,
         mac = interface.mac_address
         flows.append(Flow.make("l2_lookup", 100, {"metadata": net_key, "reg0": local_only, "dl_dst": mac},
                                [load(key, "metadata"), resubmit("l3_input")], cookie))
+        if any(ipaddress.ip_address(a.ip_address).version == 6 for a in interface.fixed_ips):
+            # its link-local address: the source of its advertisements, the instances' next hop
+            flows.append(neighbour_reply(net_key, _eui64_link_local(mac), mac, cookie, router=True))
         for address in interface.fixed_ips:
             ip = address.ip_address
             v6 = ipaddress.ip_address(ip).version == 6
@@ -535,6 +545,27 @@ def _dhcp_request_flow(port: PortPolicy, ofport: int, dhcp_ofport: int) -> Flow:
                                           "tp_src": 68, "tp_dst": 67},
                      ["move:NXM_NX_REG6[0..15]->NXM_OF_UDP_SRC[]", f"output:{dhcp_ofport}"],
                      cookie_for("port", port.id))
+
+
+def key_mac(key: int) -> str:
+    """The MAC that carries a VIF's key (its ofport, 16 bits) between the pipeline and the
+    agent's DHCP port, in router solicitations and their advertisements."""
+    return f"0a:00:00:00:{key >> 8 & 0xFF:02x}:{key & 0xFF:02x}"
+
+
+def _router_solicitation_flows(port: PortPolicy, ofport: int, dhcp_ofport: int) -> tuple[Flow, ...]:
+    """The port's router solicitations go to the agent's DHCP port addressed to its key; the
+    agent's advertisement addressed to that key goes to the port, with the port's MAC."""
+    cookie = cookie_for("port", port.id)
+    icmpv6: dict[str, str | int] = {"dl_type": IPV6, "nw_proto": 58}
+    return (
+        Flow.make("native_dhcp", 100, {"reg6": ofport, **icmpv6, "icmpv6_type": ICMPV6_RS},
+                  [f"set_field:{key_mac(ofport)}->eth_dst", f"output:{dhcp_ofport}"], cookie),
+        Flow.make("native_dhcp", 110, {"reg6": dhcp_ofport, "dl_dst": key_mac(ofport), **icmpv6,
+                                       "icmpv6_type": ICMPV6_RA},
+                  [f"set_field:{port.mac_address}->eth_dst", load(ofport, "reg7"),
+                   resubmit("output")], cookie),
+    )
 
 
 def _dhcp_server_arp_flows(network: NetworkPolicy) -> list[Flow]:

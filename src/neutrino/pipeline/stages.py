@@ -63,10 +63,11 @@ STAGES: tuple[Stage, ...] = (
           "answer ARP requests and neighbour solicitations for known addresses of the network "
           "(fixed IPs of local and remote ports, DHCP servers)"),
     Stage("native_dhcp", 30,
-          frozenset({"reg6", "dl_type", "nw_proto", "tp_src", "tp_dst"}),
+          frozenset({"reg6", "dl_type", "dl_dst", "nw_proto", "tp_src", "tp_dst", "icmpv6_type"}),
           frozenset({"acl_egress", "output"}),
-          "DHCPv4 requests of ports served natively -> the agent's DHCP port (UDP source port := "
-          "the VIF's ofport); its replies -> output to the port named by their UDP destination port"),
+          "DHCPv4 requests and IPv6 router solicitations of ports served natively -> the agent's "
+          "DHCP port (UDP source port / Ethernet destination := the VIF's key); its replies -> "
+          "output to the port their key names"),
     Stage("acl_egress", 40,
           _ACL | {"reg6"},
           frozenset({"acl_egress", "l2_lookup"}),
