@@ -12,6 +12,7 @@ ipv6_address_mode slaac), with the router's link-local address as default route.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +142,25 @@ def test_instances_configure_ipv6_by_slaac_as_the_api_says_and_route_it(world: W
     out = lab.exec("ra1", "ping", "-6", "-n", "-c", "1", "-W", "2", ip6["rb1"]).stdout
     assert "ttl=63" in out or "hlim=63" in out, out  # one router hop
     assert lab.ping("rb1", ip6["ra1"], count=2)
+
+
+def test_the_lab_has_an_external_namespace_on_the_public_network(world: World) -> None:
+    """`lab up` made the upstream network: the `external` namespace, whose only link is on
+    physnet1, holds the gateway address of the external network `public`."""
+    lab = world.lab
+    status = json.loads(neutrino(lab.state_dir, "lab", "status", "--json").stdout)
+    external_ip = status["external_ip"]
+    assert status["external"]["exists"] and status["external"]["physical_network"] == "physnet1"
+    on_external = ("lab", "exec", "external", "--state-dir", str(lab.state_dir), "--")
+    shown = neutrino(lab.state_dir, *on_external, "ip", "-4", "-o", "addr", "show", "dev",
+                     "eth0").stdout
+    assert f" {external_ip}/" in shown
+    public = lab.cloud.network.find_network("public")
+    assert public.is_router_external and public.provider_network_type == "flat"
+    assert public.provider_physical_network == "physnet1"
+    subnet = next(iter(lab.cloud.network.subnets(network_id=public.id)))
+    assert subnet.gateway_ip == external_ip and not subnet.is_dhcp_enabled
+    # nothing but the provider network leads there: not the underlay of the hosts
+    unreachable = neutrino(lab.state_dir, *on_external, "ping", "-c", "1", "-W", "1",
+                           "10.250.0.11", check=False)
+    assert unreachable.returncode != 0

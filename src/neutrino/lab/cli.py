@@ -9,6 +9,8 @@ commands find everything again through the state dir. Errors are printed as one 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import secrets
 import shutil
@@ -37,6 +39,9 @@ SERVER_FILE = "server.json"
 lab_app = typer.Typer(no_args_is_help=True, help="A lab of hosts (namespaces with their own "
                       "Open vSwitch and agent) on this machine.")
 console = Console(stderr=True, highlight=False, emoji=False)
+EXTERNAL = "external"  # `neutrino lab exec external -- CMD`
+PUBLIC_NETWORK = "public"
+EXTERNAL_CIDR = "172.24.4.0/24"  # devstack's public subnet
 STATE_DIR = typer.Option(None, "--state-dir", help="Lab state directory "
                          "(default ~/.neutrino/lab or $NEUTRINO_LAB_STATE_DIR).")
 T = TypeVar("T")
@@ -151,12 +156,33 @@ def up(
         help="physnet:bridge (repeatable, or comma-separated): every host gets the provider "
              "bridge, on a segment of that physical network shared by all hosts; "
              "--bridge-mapping '' for none."),
+    gateways: int = typer.Option(0, "--gateways", help="Make host1..hostK gateway hosts "
+                                 "(agents with --gateway; host1 has the highest priority)."),
+    external_physnet: str = typer.Option(
+        "physnet1", "--external-physnet",
+        help="The physical network of the `external` namespace and of the external network "
+             "`public` (router:external, flat); '' for neither."),
+    external_cidr: str = typer.Option(EXTERNAL_CIDR, "--external-cidr",
+                                      help="The subnet of `public`; the external namespace "
+                                           "holds its first address (the subnet's gateway)."),
 ) -> None:
-    """Start the server, write clouds.yaml and start host1..hostN with their agents."""
+    """Start the server, write clouds.yaml and start host1..hostN with their agents; with an
+    external physnet, also the `external` namespace and the external network `public`."""
     directory = _state_dir(state_dir)
 
     def work() -> None:
         mappings = parse_bridge_mappings(bridge_mapping)
+        if not 0 <= gateways <= hosts:
+            raise LabError(f"--gateways must be between 0 and --hosts ({hosts})")
+        if external_physnet and external_physnet not in mappings:
+            raise LabError(f"--external-physnet {external_physnet} has no --bridge-mapping")
+        try:
+            cidr = ipaddress.IPv4Network(external_cidr)
+        except ValueError as error:
+            raise LabError(f"invalid --external-cidr {external_cidr!r}: {error}") from None
+        if cidr.num_addresses < 16:
+            raise LabError(f"--external-cidr {external_cidr} is too small (at least a /28)")
+        upstream = f"{cidr.network_address + 1}/{cidr.prefixlen}"
         require_lab_prerequisites()
         if LabState.exists(directory):
             raise LabError(f"a lab is already up in {directory}; run `neutrino lab down "
@@ -166,16 +192,42 @@ def up(
         agent = [sys.executable, "-m", "neutrino.cli.main", "agent", "--host", "{host}",
                  "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/db.sock",
                  "--admin-password-file", info["password_file"]]
+        gateway_args = {f"host{i}": ["--gateway", "--gateway-priority", str(gateways - i + 1)]
+                        for i in range(1, gateways + 1)}
         try:
-            lab = Lab.up(directory, hosts=hosts, agent_command=agent, bridge_mappings=mappings)
+            lab = Lab.up(directory, hosts=hosts, agent_command=agent, bridge_mappings=mappings,
+                         gateway_agent_args=gateway_args,
+                         external=(external_physnet, upstream) if external_physnet else None)
+            if external_physnet:
+                create_public_network(directory, external_physnet, cidr)
         except BaseException:
+            with contextlib.suppress(LabError, OSError):
+                Lab.down(directory)
             stop_lab_server(directory)
             raise
+        gateway_note = f"; gateways {', '.join(gateway_args)}" if gateway_args else ""
+        external_note = (f"; external {upstream.split('/')[0]} on network {PUBLIC_NETWORK}"
+                         if external_physnet else "")
         console.print(f"lab up in {directory}: {', '.join(h.name for h in lab.hosts)}; "
-                      f"server {info['url']}")
+                      f"server {info['url']}{gateway_note}{external_note}")
         console.print(f"  export OS_CLIENT_CONFIG_FILE={directory}/clouds.yaml OS_CLOUD={CLOUD}")
 
     fail_cleanly(work)
+
+
+def create_public_network(directory: Path, physnet: str, cidr: ipaddress.IPv4Network) -> None:
+    """The external network `public`: flat on `physnet`, router:external, shared by no one,
+    with subnet `public-subnet` (no DHCP; gateway = the external namespace's address; routers'
+    gateways and floating IPs get addresses from the rest)."""
+    with api_client(directory) as client:
+        network = _check(client.post("/v2.0/networks", json={"network": {
+            "name": PUBLIC_NETWORK, "router:external": True, "provider:network_type": "flat",
+            "provider:physical_network": physnet}}))["network"]
+        hosts = list(cidr.hosts())
+        _check(client.post("/v2.0/subnets", json={"subnet": {
+            "name": f"{PUBLIC_NETWORK}-subnet", "network_id": network["id"], "ip_version": 4,
+            "cidr": str(cidr), "gateway_ip": str(hosts[0]), "enable_dhcp": False,
+            "allocation_pools": [{"start": str(hosts[9]), "end": str(hosts[-1])}]}}))
 
 
 def parse_bridge_mappings(items: list[str]) -> dict[str, str]:
@@ -382,7 +434,10 @@ def exec(  # the command is called exec
         raise typer.Exit(2)
 
     def work() -> list[str]:
-        return Lab.load(directory).instance(name).command(argv)
+        lab = Lab.load(directory)
+        if name == EXTERNAL and name not in lab.state.instances:
+            return lab.external_command(argv)
+        return lab.instance(name).command(argv)
 
     command = fail_cleanly(work)
     raise typer.Exit(subprocess.call(command))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,17 @@ class Lab:
     @classmethod
     def up(cls, state_dir: Path, *, hosts: int = 2, underlay: str = str(DEFAULT_UNDERLAY),
            underlay_mtu: int = 1500, bridge_mappings: dict[str, str] | None = None,
-           agent_command: Sequence[str] | None = None) -> Lab:
+           agent_command: Sequence[str] | None = None,
+           gateway_agent_args: Mapping[str, Sequence[str]] | None = None,
+           external: tuple[str, str] | None = None) -> Lab:
         """Create the fabric and hosts host1..host<hosts>.  On any failure, remove whatever was
         made and raise.  A LabError if a lab is already up in `state_dir`.
 
         `bridge_mappings` (physnet -> bridge, the same on every host): each host gets that
-        provider bridge with a NIC on the physnet's shared segment in the fabric namespace."""
+        provider bridge with a NIC on the physnet's shared segment in the fabric namespace.
+        `gateway_agent_args`: host -> arguments added to its agent command (gateway hosts).
+        `external`: (physnet, address/prefix) of the `external` namespace, the upstream
+        network: a namespace whose only link is on that physnet's segment."""
         require_lab_prerequisites()
         if not 1 <= hosts <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}")
@@ -70,7 +75,13 @@ class Lab:
                 lab.state.save()
                 lab.fabric.create()
                 for index in range(1, hosts + 1):
-                    lab._add_host(f"host{index}", index, mappings, agent_command)
+                    name = f"host{index}"
+                    extra = list((gateway_agent_args or {}).get(name, ()))
+                    lab._add_host(name, index, mappings,
+                                  [*agent_command, *extra] if agent_command else None)
+                    lab.state.save()
+                if external is not None:
+                    lab._add_external(*external)
                     lab.state.save()
             except BaseException:
                 with contextlib.suppress(LabError):
@@ -137,6 +148,24 @@ class Lab:
         host = LabHost(record, self.fabric)
         host.start()
         return host
+
+    def _add_external(self, physnet: str, address: str) -> None:
+        """The `external` namespace: eth0 on `physnet`'s segment with `address` (it plays the
+        upstream router of the provider network, reachable only through that network)."""
+        interface = ipaddress.IPv4Interface(address)
+        namespace = self.state.external_namespace
+        self.state.external_address, self.state.external_physnet = str(interface), physnet
+        netns.create_namespace(namespace)
+        self.fabric.attach_physnet(physnet, "external", namespace, "eth0")
+        netns.add_address(namespace, "eth0", str(interface))
+        netns.ip("link", "set", "eth0", "up", namespace=namespace)
+
+    def external_command(self, argv: Sequence[str]) -> list[str]:
+        """The argv that runs `argv` in the external namespace."""
+        if self.state.external_address is None or \
+                not netns.namespace_exists(self.state.external_namespace):
+            raise LabError("this lab has no external namespace")
+        return netns.exec_argv(self.state.external_namespace, argv)
 
     def host(self, name: str) -> LabHost:
         try:
@@ -216,6 +245,13 @@ class Lab:
                        "physnet_bridges": self.fabric.physnet_bridges()},
             "hosts": [host.status().as_dict() for host in self.hosts],
             "instances": [inst.status().as_dict() for inst in self.instances],
+            "external": None if self.state.external_address is None else {
+                "namespace": self.state.external_namespace,
+                "exists": netns.namespace_exists(self.state.external_namespace),
+                "physical_network": self.state.external_physnet,
+                "address": self.state.external_address},
+            "external_ip": None if self.state.external_address is None
+            else str(ipaddress.IPv4Interface(self.state.external_address).ip),
         }
 
 

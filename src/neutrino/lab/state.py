@@ -88,6 +88,10 @@ class LabState:
     underlay_mtu: int = 1500
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     instances: dict[str, InstanceRecord] = field(default_factory=dict)
+    # the `external` namespace (the upstream network): its address on its physical network,
+    # and that network; None = the lab has none
+    external_address: str | None = None
+    external_physnet: str | None = None
 
     @classmethod
     def new(cls, state_dir: Path, **settings: Any) -> LabState:
@@ -111,6 +115,10 @@ class LabState:
 
     def instance_namespace(self, instance: str) -> str:
         return f"{self.prefix}-i-{instance}"
+
+    @property
+    def external_namespace(self) -> str:
+        return f"{self.prefix}-external"
 
     @staticmethod
     def exists(state_dir: Path) -> bool:
@@ -136,6 +144,8 @@ class LabState:
             underlay_mtu=data["underlay_mtu"],
             hosts={name: HostRecord(**host) for name, host in data["hosts"].items()},
             instances={name: InstanceRecord(**inst) for name, inst in data["instances"].items()},
+            external_address=data.get("external_address"),
+            external_physnet=data.get("external_physnet"),
         )
 
     @classmethod
@@ -157,6 +167,8 @@ class LabState:
             "underlay_mtu": self.underlay_mtu,
             "hosts": {name: asdict(host) for name, host in self.hosts.items()},
             "instances": {name: asdict(inst) for name, inst in self.instances.items()},
+            "external_address": self.external_address,
+            "external_physnet": self.external_physnet,
         }
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
