@@ -50,6 +50,7 @@ from neutrino.lab.state import LabState, lab_prefix
 CLOUD = "neutrino-lab"  # the admin cloud `neutrino lab up` writes into clouds.yaml
 MARKER = ".neutrino-demo"  # marks a state directory as the demo's own (safe to clear)
 CIDR = "10.0.0.0/24"  # both projects use it
+BACK_CIDR = "10.0.1.0/24"  # red-back, behind red-router
 HOSTS = 3
 PING_DEADLINE = 3  # seconds: a blocked ping costs this much
 PING = ("ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(PING_DEADLINE))  # done at the 1st reply
@@ -72,6 +73,7 @@ class ProjectSpec:
     pool: tuple[str, str]  # its subnet's allocation pool, so that addresses tell whose they are
     # security group -> ingress rules: (protocol, port or None, "group NAME" or None = anywhere)
     groups: dict[str, list[tuple[str, int | None, str | None]]]
+    back_cidr: str | None = None  # a second network `<short>-back`, joined by `<short>-router`
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,14 @@ class InstanceSpec:
     host: str
     groups: tuple[str, ...]
     same_address_as: str | None = None  # request the address of this (other project's) instance
+    network: str = "net"  # its project's "net" or "back" network
 
 
 PROJECTS = (
     ProjectSpec("demo-red", "red", "red-user", "red", ("10.0.0.10", "10.0.0.99"), {
         "web": [("icmp", None, None), ("tcp", 80, None)],
         "db": [("tcp", 5432, "group web")],
-    }),
+    }, back_cidr=BACK_CIDR),
     ProjectSpec("demo-blue", "blue", "blue-user", "blue", ("10.0.0.100", "10.0.0.199"), {
         "web": [("icmp", None, None), ("tcp", 80, None)],
     }),
@@ -99,6 +102,7 @@ INSTANCES = (
     InstanceSpec("red-client", "red", "host3", ("default",)),
     InstanceSpec("blue-web", "blue", "host2", ("web",)),
     InstanceSpec("blue-client", "blue", "host3", ("default",), same_address_as="red-client"),
+    InstanceSpec("red-batch", "red", "host1", ("web",), network="back"),
 )
 
 
@@ -130,6 +134,12 @@ PROBES = (
     Probe(9, "red-client", "blue-web", "ping", None, False,
           "isolated: blue-web is on another network"),
     Probe(10, "red-db", "blue-web", "tcp", 80, False, "isolated: another network (same host)"),
+    Probe(11, "red-client", "red-batch", "ping", None, True,
+          "routed: red-router joins red-net and red-back (on red-client's host)"),
+    Probe(12, "red-batch", "red-db", "tcp", 5432, True,
+          "routed: db admits group web, from the other subnet too"),
+    Probe(13, "blue-client", "red-batch", "ping", None, False,
+          "isolated: no router joins blue-net to red-back"),
 )
 
 LESSONS = (
@@ -141,6 +151,9 @@ LESSONS = (
     "projects: both use 10.0.0.0/24 and blue-client even has red-client's address (7), yet "
     "nothing crosses between their networks, even where a group admits anyone (8, 9) or both "
     "sit on one host (10)",
+    "routing is distributed: red-client's own host routes its packets to red-back and sends "
+    "them straight to red-batch's host (11); groups still decide after routing (12); a router "
+    "joins only the networks it has interfaces on (13)",
 )
 
 
@@ -303,19 +316,38 @@ class Demo:
             tree.add(f"group {name}: " + ("; ".join(ingress) or "no ingress rule")
                      + ("  (made by the server)" if name == "default" else ""))
         tree.add("[dim](every group also lets everything out: egress rules the server adds)[/]")
+        where = {"net": (net, subnet)}
+        if spec.back_cidr is not None:
+            where["back"] = self.build_back(spec, conn, net, subnet, tree)
         for inst_spec in INSTANCES:
             if inst_spec.project != spec.short:
                 continue
-            fixed: dict[str, str] = {"subnet_id": subnet.id}
+            on_net, on_subnet = where[inst_spec.network]
+            fixed: dict[str, str] = {"subnet_id": on_subnet.id}
             if inst_spec.same_address_as:
                 fixed["ip_address"] = self.instances[inst_spec.same_address_as].address
             port = conn.network.create_port(
-                network_id=net.id, name=inst_spec.name, fixed_ips=[fixed],
+                network_id=on_net.id, name=inst_spec.name, fixed_ips=[fixed],
                 security_group_ids=[groups[g].id for g in inst_spec.groups])
             inst = Instance(inst_spec, port_id=port.id, address=port.fixed_ips[0]["ip_address"])
             self.instances[inst.name] = inst
         tree.add(f"ports: {', '.join(i.name for i in INSTANCES if i.project == spec.short)}")
         return tree
+
+    def build_back(self, spec: ProjectSpec, conn: Any, net: Any, subnet: Any,
+                   tree: Tree) -> tuple[Any, Any]:
+        """The project's second network and a router joining it to the first."""
+        assert spec.back_cidr is not None
+        back = conn.network.create_network(name=f"{spec.short}-back")
+        back_subnet = conn.network.create_subnet(network_id=back.id, name=f"{spec.short}-back-subnet",
+                                                 ip_version=4, cidr=spec.back_cidr)
+        router = conn.network.create_router(name=f"{spec.short}-router")
+        for joined in (subnet, back_subnet):
+            conn.network.add_interface_to_router(router, subnet_id=joined.id)
+        tree.add(f"network {back.name}, subnet {back_subnet.cidr} (gateway {back_subnet.gateway_ip})")
+        tree.add(f"router {router.name}: interfaces {subnet.gateway_ip} on {net.name}, "
+                 f"{back_subnet.gateway_ip} on {back.name} (distributed: every host routes)")
+        return back, back_subnet
 
     def boot(self, inst: Instance) -> None:
         args = ("boot", inst.name, "--host", inst.spec.host, "--port", inst.port_id)

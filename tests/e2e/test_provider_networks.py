@@ -147,9 +147,11 @@ def test_a_vlan_provider_network_works_through_a_bridge_mapping(
 
 
 def test_a_flat_provider_network_is_untagged(lab: Path, cloud: Any, vlan123: dict[str, str]) -> None:
-    provider_network(cloud, "flat", "flat", "10.89.0.0/24")
-    boot(lab, "vm3", "host1", network="flat")
-    boot(lab, "vm4", "host2", network="flat")
+    # physnet1 has one flat network: the lab's external network `public` (lab up made it)
+    public = cloud.network.find_network("public")
+    assert public.provider_network_type == "flat" and public.provider_physical_network == "physnet1"
+    boot(lab, "vm3", "host1", network="public")
+    boot(lab, "vm4", "host2", network="public")
     vm3, vm4 = address_of(cloud, "vm3"), address_of(cloud, "vm4")
     with capture(lab, PHYSNET_PORT, "icmp or (vlan and icmp)") as frames, \
             capture(lab, UNDERLAY_PORT, "udp port 6081") as tunnelled:
