@@ -25,8 +25,16 @@ chassis, a patch port per bridge mapping, the agent's DHCP port):
 * ARP / ND answers: only `arp_nd_responder` flows write a source MAC, and a flow of a network
   writes only a MAC of that network's ports (or of its DHCP server).
 
-Together: a frame's network is fixed on entry and never changes, and every way out of the
-pipeline is for that network only.
+* routers: a frame changes network only through a router held here that has interfaces on
+  both networks: `l2_lookup` hands a frame of network N addressed to the MAC of router R's
+  interface on N to R (metadata := R's key), and `ip_routing` of R hands it only to one of R's
+  interface networks (metadata := that network's key), with R's interface MAC on it as source;
+  `arp_resolve` of a network addresses it only to a port of that network.
+
+Together: a frame's network is fixed on entry and changes only through a router joining both
+networks, and every way out of the pipeline is for the network the frame is on. So ports of
+different projects exchange packets only on a shared network or through a router with
+interfaces on both their networks.
 
 Left out of the random intents: a geneve and a vxlan network with the same segmentation id,
 which would be one VNI on the one tunnel port between two chassis. The API never makes one
@@ -50,13 +58,15 @@ from neutrino.compiler.intent import (
     ChassisRow,
     NetworkRow,
     PortRow,
+    RouterPortRow,
+    RouterRow,
     RuleRow,
     SecurityGroupRow,
     SubnetRow,
 )
 from neutrino.pipeline.flows import Flow
 from neutrino.pipeline.render import render_chassis
-from neutrino.policy.model import NetworkPolicy, PortPolicy
+from neutrino.policy.model import NetworkPolicy, PortPolicy, RouterPolicy
 
 PROJECTS = ("pA", "pB", "pC")
 CHASSIS = ("c0", "c1", "c2")
@@ -68,6 +78,7 @@ RENDER_TAKES_PROVIDERS = "provider_ofports" in inspect.signature(render_chassis)
 
 _SET = re.compile(r"set_field:(0x[0-9a-f]+|\d+)->(\w+)")
 _SET_MAC = re.compile(r"set_field:([0-9a-f]{2}(?::[0-9a-f]{2}){5})->eth_src")
+_SET_DST_MAC = re.compile(r"set_field:([0-9a-f]{2}(?::[0-9a-f]{2}){5})->eth_dst")
 
 
 # --- random intents ------------------------------------------------------------------------------
@@ -138,8 +149,30 @@ def intents(draw: st.DrawFn) -> Intent:
     chassis = {name: ChassisRow(name, f"192.0.2.{i + 1}", tuple(
         sorted((p, f"br-{p}") for p in draw(st.frozensets(st.sampled_from(PHYSNETS))))))
         for i, name in enumerate(CHASSIS)}
+    # routers: each with interfaces on 1-3 networks, on a second subnet of each (10.<n>.0.0/24,
+    # distinct per network: one router never joins overlapping subnets), unbound ports
+    routers: dict[str, RouterRow] = {}
+    router_ports: dict[str, RouterPortRow] = {}
+    order = sorted(networks)
+    for r in range(draw(st.integers(0, 2))):
+        router_id = f"r{r}"
+        routers[router_id] = RouterRow(router_id, admin_state_up=draw(st.booleans()) or r == 0,
+                                       project_id=draw(st.sampled_from(PROJECTS)))
+        joined = draw(st.lists(st.sampled_from(order), min_size=1, max_size=3, unique=True))
+        for network_id in joined:
+            index = order.index(network_id) + 1
+            subnets.setdefault(f"s2-{network_id}", SubnetRow(
+                f"s2-{network_id}", network_id, f"10.{index}.0.0/24", 4, gateway_ip=f"10.{index}.0.1"))
+            port_id = f"rp-{router_id}-{network_id}"
+            ports[port_id] = PortRow(
+                port_id, network_id, f"fa:16:3e:ff:{r:02x}:{index:02x}",
+                ((f"s2-{network_id}", f"10.{index}.0.{1 + r}"),),
+                device_owner="network:router_interface_distributed", device_id=router_id,
+                project_id=routers[router_id].project_id)
+            router_ports[port_id] = RouterPortRow(port_id, router_id,
+                                                  "network:router_interface_distributed")
     return Intent(networks=networks, subnets=subnets, ports=ports, security_groups=groups,
-                  rules=rules, chassis=chassis)
+                  rules=rules, chassis=chassis, routers=routers, router_ports=router_ports)
 
 
 # --- one chassis, rendered -----------------------------------------------------------------------
@@ -152,6 +185,7 @@ class Rendered:
     tunnel_peer: dict[int, str]  # ofport -> peer chassis
     patch_physnet: dict[int, str]  # ofport -> physnet
     networks: dict[int, NetworkPolicy]  # network key -> network
+    routers: dict[int, RouterPolicy] = field(default_factory=dict)  # router key -> router
     #: (peer or physnet, VNI or VLAN id) -> the network key its classify flow sets
     entries: dict[tuple[str, int | None], int] = field(default_factory=dict)
 
@@ -169,7 +203,8 @@ def render(intent: Intent, name: str) -> Rendered:
     flows = render_chassis(documents, local, tunnels, zones, DHCP_OFPORT, **extra)
     return Rendered(name, flows, {local[p.id]: p for p in ports}, {v: k for k, v in tunnels.items()},
                     {v: k for k, v in patches.items()} if RENDER_TAKES_PROVIDERS else {},
-                    {n.tunnel_key: n for n in networks})
+                    {n.tunnel_key: n for n in networks},
+                    {d.tunnel_key: d for d in documents.values() if isinstance(d, RouterPolicy)})
 
 
 def sets(flow: Flow) -> list[tuple[str, int]]:
@@ -196,6 +231,13 @@ def port_macs(chassis: Rendered, network: NetworkPolicy) -> set[str]:
     return macs | {s.dhcp_server_mac for s in network.subnets if s.dhcp_server_mac}
 
 
+def interface_macs(chassis: Rendered, network: NetworkPolicy,
+                   router: RouterPolicy | None = None) -> set[str]:
+    """The MACs of the interfaces on `network` of the routers held here (or of `router`)."""
+    routers = [router] if router is not None else list(chassis.routers.values())
+    return {i.mac_address for r in routers for i in r.interfaces if i.network_id == network.id}
+
+
 def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | None]]:
     """Assert the per-chassis invariants; return the exits: (network key, "tunnel"|"patch",
     peer or physnet, VNI or VLAN id)."""
@@ -208,7 +250,17 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
         metadata = written(flow, "metadata")
         assert not any("metadata" in a.lower() and not a.startswith("set_field")
                        for a in flow.actions), text
-        if metadata:
+        if metadata and flow.stage == "l2_lookup":  # into a router, by its interface's MAC
+            assert len(metadata) == 1 and key in chassis.networks, text
+            router = chassis.routers[metadata[0]]
+            assert match["dl_dst"] in interface_macs(chassis, chassis.networks[key], router), text
+        elif metadata and flow.stage == "ip_routing":  # out of a router, to one of its networks
+            assert len(metadata) == 1 and key in chassis.routers, text
+            router, network = chassis.routers[key], chassis.networks[metadata[0]]
+            assert any(i.network_id == network.id for i in router.interfaces), text
+            assert set(_SET_MAC.findall(",".join(flow.actions))) <= interface_macs(
+                chassis, network, router), text
+        elif metadata:
             assert flow.stage == "classify" and len(metadata) == 1, text
             in_port = int(match["in_port"])
             if in_port in chassis.vif_port:
@@ -242,9 +294,14 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
                     assert chassis.vif_port[ofport].network_id == network.id, text
         # answers: only with a MAC of the network asked
         replied = _SET_MAC.findall(",".join(flow.actions))
-        if replied:
+        if replied and flow.stage != "ip_routing":
             assert flow.stage == "arp_nd_responder" and key in chassis.networks, text
-            assert set(replied) <= port_macs(chassis, chassis.networks[key]), text
+            network = chassis.networks[key]
+            assert set(replied) <= port_macs(chassis, network) | interface_macs(chassis, network), text
+        next_hops = _SET_DST_MAC.findall(",".join(flow.actions))
+        if next_hops:  # only arp_resolve addresses a frame, to a port of the network it is on
+            assert flow.stage == "arp_resolve" and key in chassis.networks, text
+            assert set(next_hops) <= port_macs(chassis, chassis.networks[key]), text
         # every way out
         tun_id: int | None = None
         vlan: int | None = None
@@ -254,8 +311,8 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
                     tun_id = int(value, 0)
                 elif name == "vlan_vid":
                     vlan = int(value, 0) & 0xFFF
-            if action == "IN_PORT":
-                assert flow.stage == "arp_nd_responder", text
+            if action == "IN_PORT":  # back to the asker: a neighbour or an echo answer
+                assert flow.stage in ("arp_nd_responder", "l3_input"), text
             if not action.startswith("output:"):
                 continue
             out = int(action.split(":")[1])
@@ -314,3 +371,39 @@ def test_the_check_sees_a_leak() -> None:
     chassis.flows.append(leak)
     with pytest.raises(AssertionError):
         check_chassis(chassis)
+
+
+def test_the_check_sees_a_router_leak() -> None:
+    """Routing is checked too: a router's ip_routing flow into a network it has no interface on
+    fails the check (here: network c, which only shares a chassis with the router's a and b)."""
+    b = IntentBuilder().chassis("c0", "192.0.2.1").chassis("c1", "192.0.2.2")
+    b.network("a", "geneve", 1).network("b", "geneve", 2).network("c", "geneve", 3)
+    b.subnet("sa", "a", "10.1.0.0/24").subnet("sb", "b", "10.2.0.0/24").subnet("sc", "c", CIDR)
+    b.port("pa", "a", ("sa", "10.1.0.5"), host="c0").port("pb", "b", ("sb", "10.2.0.5"), host="c1")
+    b.port("pc", "c", ("sc", "10.0.0.5"), host="c0")
+    b.router("r").interface("r", "ra", "a", ("sa", "10.1.0.1")).interface("r", "rb", "b", ("sb", "10.2.0.1"))
+    intent = b.build()
+    chassis = render(intent, "c0")
+    check_chassis(chassis)
+    assert any(f.stage == "ip_routing" and f.priority > 0 for f in chassis.flows)  # rendered here
+    router_key = next(iter(chassis.routers))
+    key_c = tunnel_key(intent, b.networks["c"])
+    leak = Flow.make("ip_routing", 200, {"metadata": router_key, "dl_type": "0x0800",
+                                         "nw_dst": "10.0.0.0/24"},
+                     [f"set_field:{key_c:#x}->metadata", "resubmit(,56)"], 1)
+    chassis.flows.append(leak)
+    with pytest.raises(AssertionError):
+        check_chassis(chassis)
+
+
+@settings(max_examples=50, deadline=None)
+@given(intent=intents())
+def test_random_intents_have_routers_that_route(intent: Intent) -> None:
+    """The random intents are not vacuous for routing: whenever a chassis holds a live router
+    with an interface on a network it holds, it has that router's flows."""
+    for name in CHASSIS:
+        chassis = render(intent, name)
+        live = [r for r in chassis.routers.values() if r.admin_state_up and any(
+            i.network_id in {n.id for n in chassis.networks.values()} for i in r.interfaces)]
+        if live:
+            assert any(f.stage == "l3_input" and f.priority > 0 for f in chassis.flows)
