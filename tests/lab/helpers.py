@@ -165,3 +165,12 @@ def root_links() -> set[str]:
     """Link names in the root namespace (the lab must never add any)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def geneve_tunnel(local: LabHost, remote: LabHost) -> int:
+    """A geneve tunnel port `tun-<remote>` on `local`'s br-int towards `remote` (key=flow), made
+    by hand as a test without an agent needs it; its ofport."""
+    name = f"tun-{remote.name}"
+    local.ovs.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, "type=geneve",
+                    f"options:remote_ip={remote.underlay_ip}", "options:key=flow")
+    return int(local.ovs.ofport(name))

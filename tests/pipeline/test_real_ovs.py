@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.helpers import LAB_MARKS, lab_in, ping, tcp_transfer, wait_for_ping
+from lab.helpers import LAB_MARKS, geneve_tunnel, lab_in, ping, tcp_transfer, wait_for_ping
 from neutrino.agent.flows import FlowTable, Ofctl
 from neutrino.lab.host import LabHost
 from neutrino.lab.instance import LabInstance
@@ -45,13 +45,8 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with lab_in(tmp_path_factory.mktemp("pipeline-lab"), hosts=2) as lab:
         hosts = {"p1": lab.host("host1"), "p2": lab.host("host2")}
-        tunnels: dict[str, int] = {}
-        for port_id, other in (("p1", "p2"), ("p2", "p1")):
-            local, remote = hosts[port_id], hosts[other]
-            name = f"tun-{remote.name}"
-            local.ovs.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, "type=geneve",
-                            f"options:remote_ip={remote.underlay_ip}", "options:key=flow")
-            tunnels[port_id] = local.ovs.ofport(name)
+        tunnels = {port_id: geneve_tunnel(hosts[port_id], hosts[other])
+                   for port_id, other in (("p1", "p2"), ("p2", "p1"))}
         vms = {p: lab.plug(f"vm{p[1]}", HOST[p], port_id=p, mac=MAC[p]) for p in ("p1", "p2")}
         for p, vm in vms.items():
             vm.configure([f"{IP[p]}/24"])
