@@ -139,6 +139,27 @@ def test_a_group_can_be_stateless(client: TestClient) -> None:
     assert body(updated)["security_group"]["stateful"] is True
 
 
+def test_a_port_cannot_mix_stateful_and_stateless_groups(client: TestClient) -> None:
+    """As Neutron: 409 SecurityGroupConflict, on create and on update, and nothing changes."""
+    stateful, stateless = security_group(client, name="full"), security_group(client, name="lite",
+                                                                               stateful=False)
+    net = network(client)
+    ports_before = body(client.get("/v2.0/ports"))["ports"]
+    refused = client.post("/v2.0/ports", json={"port": {
+        "network_id": net["id"], "security_groups": [stateful["id"], stateless["id"]]}})
+    assert "stateful and stateless" in neutron_error(refused, 409, "SecurityGroupConflict")["message"]
+    assert body(client.get("/v2.0/ports"))["ports"] == ports_before
+    p = port(client, net["id"], security_groups=[stateless["id"]])
+    refused = client.put(f"/v2.0/ports/{p['id']}", json={"port": {
+        "security_groups": [stateless["id"], stateful["id"]]}})
+    neutron_error(refused, 409, "SecurityGroupConflict")
+    assert body(client.get(f"/v2.0/ports/{p['id']}"))["port"]["security_groups"] == [stateless["id"]]
+    both_stateless = security_group(client, name="lite2", stateful=False)
+    ok = client.put(f"/v2.0/ports/{p['id']}", json={"port": {
+        "security_groups": [stateless["id"], both_stateless["id"]]}})
+    assert ok.status_code == 200
+
+
 def test_a_group_can_be_renamed(client: TestClient, group: dict[str, Any]) -> None:
     updated = client.put(f"{GROUPS}/{group['id']}", json={"security_group": {"name": "www"}})
     assert body(updated)["security_group"]["name"] == "www"

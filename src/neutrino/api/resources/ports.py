@@ -41,7 +41,8 @@ SUBNETS_OF_NETWORK = (select(subnets).where(subnets.c.network_id == bindparam("n
                       .order_by(subnets.c.created_at, subnets.c.id))
 MAC_IN_USE = select(ports.c.id).where(ports.c.network_id == bindparam("network_id"),
                                       ports.c.mac_address == bindparam("mac"))
-GROUP_OWNER = select(security_groups.c.project_id).where(security_groups.c.id == bindparam("id"))
+GROUP_OWNER = select(security_groups.c.project_id, security_groups.c.stateful).where(
+    security_groups.c.id == bindparam("id"))
 INSERT_PORT = insert(ports)
 INSERT_PORT_GROUP = insert(port_security_groups)
 INSERT_ALLOCATIONS = insert(ip_allocations)
@@ -311,11 +312,20 @@ class Ports(Resource):
 
     # --- rules --------------------------------------------------------------------------------
     def _check_groups(self, conn: Connection, ctx: RequestContext, groups: list[str]) -> list[str]:
+        """The port's groups, each once; 404 for one the caller may not use, 409 for a mix of
+        stateful and stateless groups (Neutron's SecurityGroupConflict: the data path could
+        not honour both on one port)."""
         unique = list(dict.fromkeys(groups))
+        stateful: set[bool] = set()
         for group_id in unique:
             row = conn.execute(GROUP_OWNER, {"id": group_id}).first()
             if row is None or (not ctx.is_admin and row.project_id != ctx.project_id):
                 raise resource_not_found("security_group", group_id)
+            stateful.add(bool(row.stateful))
+        if len(stateful) > 1:
+            raise Conflict("Error Cannot apply both stateful and stateless security groups on "
+                           "the same port at the same time. while attempting the operation.",
+                           type="SecurityGroupConflict")
         return unique
 
     @staticmethod
