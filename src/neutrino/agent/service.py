@@ -32,6 +32,7 @@ import orjson
 from neutrino.agent.dhcp import Lease, lease_for
 from neutrino.agent.dhcp_responder import DhcpResponder
 from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
+from neutrino.agent.neighbours import NeighbourResolver, Wanted
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.agent.ra import RaResponder, RouterAdvert, advert_for
 from neutrino.credentials import password_auth
@@ -94,6 +95,7 @@ class Agent:
         self.ovsdb: HostOvsdb | None = None
         self.dhcp: DhcpResponder | None = None
         self.ra: RaResponder | None = None
+        self.neighbours: NeighbourResolver | None = None
         self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
         self.adverts: dict[int, RouterAdvert] = {}  # VIF ofport -> its router advertisement
         self._advert_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None,
@@ -111,6 +113,7 @@ class Agent:
         await self.register()
         tasks = [asyncio.create_task(self._stream_forever()),
                  asyncio.create_task(self._heartbeat_forever()),
+                 asyncio.create_task(self._solicit_forever()),
                  asyncio.create_task(self._reconcile_forever()),
                  asyncio.create_task(self._watch_switch_forever())]
         try:
@@ -123,6 +126,8 @@ class Agent:
                 self.dhcp.stop()
             if self.ra is not None:
                 self.ra.stop()
+            if self.neighbours is not None:
+                self.neighbours.stop()
             if self.ovsdb is not None:
                 self.ovsdb.close()
 
@@ -145,6 +150,8 @@ class Agent:
             responder.start()
             self.ra = RaResponder(DHCP_PORT_NAME, self.adverts.get)
             self.ra.start()
+            self.neighbours = NeighbourResolver(DHCP_PORT_NAME, self._ovsdb_changed)
+            self.neighbours.start()
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             log.error("native DHCP disabled on %s: %s", self.config.host, exc)
             return None
@@ -346,20 +353,27 @@ class Agent:
         ports = {doc.id: doc for doc in documents.values() if isinstance(doc, PortPolicy)}
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
         networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
-        zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks)
+        routers = [doc for doc in documents.values() if isinstance(doc, RouterPolicy)]
+        # a conntrack zone per network, and per router that translates floating IPs here
+        nat_routers = {r.id for r in routers if r.gateway is not None
+                       and any(f.port_id in local for f in r.floating_ips)}
+        zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks | nat_routers)
+        neighbours = self._want_next_hops(routers, local)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
         tunnels = self.ovsdb.tunnel_ofports()
         switch_read = rendered = time.perf_counter()
         # the flows and leases depend on nothing else: when none of it changed (an OVSDB event
         # about a link state, an ofport we already had), there is nothing to render or install
         inputs = (version, tuple(sorted(local.items())), tuple(sorted(tunnels.items())),
-                  tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())))
+                  tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())),
+                  tuple(sorted(neighbours.items())))
         delta = FlowDelta()
         if inputs != self._rendered_from or not self.flows.synced:
             self._update_leases(documents, local)
             self._rendered_from = None  # unknown until the bundle is in
             rendered, delta = await asyncio.to_thread(  # off the event loop: heartbeats go on
-                self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider)
+                self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider,
+                neighbours)
             self._rendered_from = inputs
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
@@ -376,15 +390,44 @@ class Agent:
 
     def _render_and_apply(self, documents: Mapping[str, Document], local: Mapping[str, int],
                           tunnels: Mapping[str, int], zones: Mapping[str, int],
-                          dhcp_ofport: int | None,
-                          provider: Mapping[str, int]) -> tuple[float, FlowDelta]:
+                          dhcp_ofport: int | None, provider: Mapping[str, int],
+                          neighbours: Mapping[tuple[str, str], str]) -> tuple[float, FlowDelta]:
         """Update the rendered flows and install what changed (everything, diffed against what
         is installed, when the renderer or the table starts afresh); (time rendered, delta)."""
-        changes = self.renderer.update(documents, local, tunnels, zones, dhcp_ofport, provider)
+        changes = self.renderer.update(documents, local, tunnels, zones, dhcp_ofport, provider,
+                                       neighbours)
         rendered = time.perf_counter()
         if changes is None or not self.flows.synced:
             return rendered, self.flows.apply(self.renderer.flows.values())
         return rendered, self.flows.apply_changes(changes)
+
+    def _want_next_hops(self, routers: list[RouterPolicy],
+                        local: Mapping[str, int]) -> dict[tuple[str, str], str]:
+        """Ask the resolver for the external next hops of the floating IPs translated here (as
+        the first such floating IP of each router); what it has learned so far."""
+        if self.neighbours is None:
+            return {}
+        wanted: dict[tuple[str, str], Wanted] = {}
+        for router in sorted(routers, key=lambda r: r.id):
+            gateway = router.gateway
+            fip = next((f for f in router.floating_ips if f.port_id in local), None)
+            if gateway is None or fip is None:
+                continue
+            for hop in gateway.next_hops:
+                if ":" not in hop:
+                    wanted.setdefault((gateway.network_id, hop), Wanted(
+                        gateway.network_id, hop, fip.mac_address.lower(), fip.floating_ip_address))
+        if set(wanted) != set(self.neighbours.wanted):
+            self.neighbours.want(wanted.values())
+            self.neighbours.solicit()
+        return dict(self.neighbours.learned)
+
+    async def _solicit_forever(self) -> None:
+        """ARP requests for the external next hops, when due (neutrino.agent.neighbours)."""
+        while True:
+            await asyncio.sleep(0.5)
+            if self.neighbours is not None and self.neighbours.wanted:
+                await asyncio.to_thread(self.neighbours.solicit)
 
     def _update_leases(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
         """The DHCP lease of every plugged port, by ofport (swapped in whole: the responder's

@@ -158,6 +158,8 @@ class Lab:
         netns.create_namespace(namespace)
         self.fabric.attach_physnet(physnet, "external", namespace, "eth0")
         netns.add_address(namespace, "eth0", str(interface))
+        # as on an instance: TCP into the userspace datapath needs full checksums on the wire
+        netns.set_tx_checksum(namespace, "eth0", False)
         netns.ip("link", "set", "eth0", "up", namespace=namespace)
 
     def external_command(self, argv: Sequence[str]) -> list[str]:

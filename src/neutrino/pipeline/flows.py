@@ -109,6 +109,13 @@ def ct_commit() -> str:
     return f"ct(commit,zone={CT_ZONE})"
 
 
+def ct_nat(zone: int, nat: str, stage_name: str) -> str:
+    """Commit to conntrack zone `zone` with NAT `nat` (e.g. `dst=10.0.0.5`; a connection already
+    translated keeps its own translation, so replies are translated back), then continue in
+    `stage_name` (table= comes first: the jump check reads it before the nat's parentheses)."""
+    return f"ct(commit,table={table(stage_name)},zone={zone},nat({nat}))"
+
+
 def load(value: int, field: str) -> str:
     return f"set_field:{value:#x}->{field}"
 

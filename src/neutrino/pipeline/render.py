@@ -41,6 +41,7 @@ from neutrino.pipeline.flows import (
     conjunction,
     cookie_for,
     ct_commit,
+    ct_nat,
     ct_recirculate,
     load,
     resubmit,
@@ -55,6 +56,7 @@ from neutrino.pipeline.stages import (
 from neutrino.policy.model import (
     AddressSetPolicy,
     Document,
+    FloatingIpPolicy,
     NetworkPolicy,
     PortPolicy,
     RouterPolicy,
@@ -86,12 +88,13 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
                    tunnel_ofports: Mapping[str, int],
                    ct_zones: Mapping[str, int] | None = None,
                    dhcp_ofport: int | None = None,
-                   provider_ofports: Mapping[str, int] | None = None) -> list[Flow]:
+                   provider_ofports: Mapping[str, int] | None = None,
+                   neighbours: Mapping[tuple[str, str], str] | None = None) -> list[Flow]:
     """All br-int flows for one chassis, sorted by (stage, priority, match): what a fresh
     `ChassisRenderer` makes of these inputs (see `ChassisRenderer.update` for the arguments)."""
     renderer = ChassisRenderer()
     renderer.update(documents, local_ofports, tunnel_ofports, ct_zones, dhcp_ofport,
-                    provider_ofports)
+                    provider_ofports, neighbours)
     return sorted(renderer.flows.values(), key=operator.attrgetter("order"))
 
 
@@ -152,7 +155,9 @@ class ChassisRenderer:
     def update(self, documents: Mapping[str, Document], local_ofports: Mapping[str, int],
                tunnel_ofports: Mapping[str, int], ct_zones: Mapping[str, int] | None = None,
                dhcp_ofport: int | None = None,
-               provider_ofports: Mapping[str, int] | None = None) -> dict[FlowKey, Flow | None] | None:
+               provider_ofports: Mapping[str, int] | None = None,
+               neighbours: Mapping[tuple[str, str], str] | None = None,
+               ) -> dict[FlowKey, Flow | None] | None:
         """Bring `flows` up to date with these inputs; return {key: new flow, or None if the
         key is gone} for what changed, or None when everything was rebuilt (the first update,
         or the first after a failure: diff the whole table against the switch then).
@@ -169,10 +174,13 @@ class ChassisRenderer:
         `provider_ofports`: physical network -> ofport of the patch port on br-int that leads to
         its provider bridge (one per bridge mapping); flat / vlan networks reach other chassis
         through it. None = no bridge mappings here.
+        `neighbours`: (network id, IP) -> MAC of next hops outside Neutron the agent learned
+        (the upstream router of an external network).
+        `ct_zones` also holds a zone per router with floating IPs here (its NAT zone).
         """
         try:
             signatures = _signatures(documents, local_ofports, tunnel_ofports, ct_zones,
-                                     dhcp_ofport, provider_ofports or {})
+                                     dhcp_ofport, provider_ofports or {}, neighbours)
             rebuilt = {uid: _Unit(sig, _one_per_key(_build(uid[0], sig)))
                        for uid, sig in signatures.items()
                        if (old := self._units.get(uid)) is None or old.signature != sig}
@@ -221,8 +229,9 @@ class ChassisRenderer:
 
 def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, int],
                 tunnel_ofports: Mapping[str, int], ct_zones: Mapping[str, int] | None,
-                dhcp_ofport: int | None,
-                provider_ofports: Mapping[str, int]) -> dict[UnitId, tuple[object, ...]]:
+                dhcp_ofport: int | None, provider_ofports: Mapping[str, int],
+                neighbours: Mapping[tuple[str, str], str] | None = None,
+                ) -> dict[UnitId, tuple[object, ...]]:
     """Every unit of the chassis with the inputs its flows are made from (the table above)."""
     ports: list[PortPolicy] = []
     networks: dict[str, NetworkPolicy] = {}
@@ -255,12 +264,16 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
         attached = tuple(sorted({(i.network_id, networks[i.network_id].tunnel_key, zones[i.network_id])
                                  for i in router.interfaces if i.network_id in networks}))
         if router.admin_state_up and attached:
-            out["router", router.id] = (router, attached)
+            out["router", router.id] = (router, attached, *_floating_side(
+                router, networks, zones, ct_zones, local_ofports, dhcp_ofport))
             routed.update(network_id for network_id, _key, _zone in attached)
+    learned = neighbours or {}
     for network in networks.values():
         out["network", network.id] = (network, tuple(members.get(network.id, ())), tunnels,
                                       zones[network.id], providers, dhcp_ofport is not None,
-                                      network.id in routed)
+                                      network.id in routed, tuple(sorted(
+                                          (ip, mac) for (net, ip), mac in learned.items()
+                                          if net == network.id)))
     # IPv6 subnets whose router (one with an interface on them here) advertises them
     advertised = {a.subnet_id for r in routers if r.admin_state_up for i in r.interfaces
                   for a in i.fixed_ips} & {s.id for n in networks.values() for s in n.subnets
@@ -322,14 +335,17 @@ def _static_unit(dhcp_ofport: int | None) -> tuple[Flow, ...]:
 def _network_unit(network: NetworkPolicy, member_ofports: tuple[int, ...],
                   tunnels: tuple[tuple[str, int], ...], zone: int,
                   providers: tuple[tuple[str, int], ...], native_dhcp: bool,
-                  routed: bool) -> tuple[Flow, ...]:
+                  routed: bool, learned: tuple[tuple[str, str], ...]) -> tuple[Flow, ...]:
     flows = _network_flows(network, member_ofports, dict(tunnels), zone, dict(providers))
     if native_dhcp:
         flows += _dhcp_server_arp_flows(network)
+    cookie = cookie_for("network", network.id)
     if routed:  # a router here routes into it: the MACs of its remote ports' addresses
-        cookie = cookie_for("network", network.id)
         flows += [next_hop_flow(network.tunnel_key, ip, remote.mac_address, cookie)
                   for remote in network.remote_ports for ip in remote.ip_addresses]
+    # next hops outside Neutron (an external network's upstream router), as the agent learned
+    # them by ARP (neutrino.agent.neighbours)
+    flows += [next_hop_flow(network.tunnel_key, ip, mac, cookie) for ip, mac in learned]
     return tuple(flows)
 
 
@@ -376,9 +392,63 @@ _ECHO_REPLY = ("push:NXM_OF_ETH_SRC[]", "push:NXM_OF_ETH_DST[]", "pop:NXM_OF_ETH
                "set_field:255->nw_ttl", "IN_PORT")
 
 
+def _floating_side(router: RouterPolicy, networks: Mapping[str, NetworkPolicy],
+                   zones: Mapping[str, int], ct_zones: Mapping[str, int] | None,
+                   local_ofports: Mapping[str, int], dhcp_ofport: int | None) -> tuple[object, ...]:
+    """The rest of a router's signature: its floating IPs whose port is plugged here, the
+    external network (key, zone), the router's own conntrack zone (for NAT), the DHCP port
+    (where ARP replies for the external next hop go). Nothing when it has no gateway on an
+    external network held here, or no zone of its own."""
+    gateway = router.gateway
+    zone = (ct_zones or {}).get(router.id, 0)
+    if gateway is None or gateway.network_id not in networks or not 0 < zone < 1 << 16:
+        return ((), None, 0, None)
+    fips = tuple(f for f in router.floating_ips if f.port_id in local_ofports)
+    external = (networks[gateway.network_id].tunnel_key, zones[gateway.network_id])
+    return (fips, external, zone, dhcp_ofport) if fips else ((), None, 0, None)
+
+
+def _floating_ip_flows(router: RouterPolicy, fips: tuple[FloatingIpPolicy, ...],
+                       external: tuple[int, int], zone: int, dhcp_ofport: int | None,
+                       cookie: int) -> list[Flow]:
+    """Distributed floating IPs, on the chassis of their ports: answer ARP for them on the
+    external network, take their traffic into the router and DNAT it, SNAT their ports'
+    traffic to anywhere not connected to the router, out to the external next hop."""
+    assert router.gateway is not None
+    ext_key, ext_zone = external
+    next_hop = next((ipaddress.IPv4Address(h) for h in router.gateway.next_hops
+                     if ipaddress.ip_address(h).version == 4), None)
+    flows: list[Flow] = []
+    for fip in fips:
+        mac, address, fixed = fip.mac_address, fip.floating_ip_address, fip.fixed_ip_address
+        flows.append(_arp_reply(ext_key, address, mac, cookie, stage_name="l2_lookup"))
+        flows.append(Flow.make("l2_lookup", 100, {"metadata": ext_key, "dl_dst": mac},
+                               [load(router.tunnel_key, "metadata"), resubmit("l3_input")], cookie))
+        flows.append(Flow.make("l3_input", 95, {"metadata": router.tunnel_key, "dl_type": IPV4,
+                                                "nw_dst": address},
+                               ["dec_ttl", ct_nat(zone, f"dst={fixed}", "ip_routing")], cookie))
+        if next_hop is None:
+            continue
+        flows.append(Flow.make(
+            "ip_routing", _route_priority(0, True),
+            {"metadata": router.tunnel_key, "dl_type": IPV4, "nw_src": fixed},
+            [load(ext_key, "metadata"), load(ext_zone, "reg5"), f"set_field:{mac}->eth_src",
+             f"set_field:{int(next_hop):#x}->reg1", ct_nat(zone, f"src={address}", "arp_resolve")],
+            cookie))
+        if dhcp_ofport is not None:  # the agent finds the next hop's MAC by ARP, as this FIP
+            flows.append(Flow.make("l2_lookup", 105, {"metadata": ext_key, "dl_dst": mac,
+                                                      "dl_type": ARP},
+                                   [f"output:{dhcp_ofport}"], cookie))
+            flows.append(Flow.make("native_dhcp", 111, {"reg6": dhcp_ofport, "dl_type": ARP,
+                                                        "arp_op": 1, "dl_src": mac},
+                                   [load(ext_key, "metadata"), resubmit("l2_lookup")], cookie))
+    return flows
+
+
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
-def _router_flows(router: RouterPolicy,
-                  networks: tuple[tuple[str, int, int], ...]) -> tuple[Flow, ...]:
+def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ...],
+                  fips: tuple[FloatingIpPolicy, ...] = (), external: tuple[int, int] | None = None,
+                  nat_zone: int = 0, dhcp_ofport: int | None = None) -> tuple[Flow, ...]:
     """A router's flows on a chassis holding some of its networks ((id, key, zone) each): its
     interface MACs lead local ports' packets into it, the responder answers for its addresses,
     echo requests to them are answered, transit packets are routed to a connected subnet or by
@@ -438,6 +508,8 @@ def _router_flows(router: RouterPolicy,
     for eth in (IPV4, IPV6):
         flows.append(Flow.make("l3_input", 50, {"metadata": key, "dl_type": eth},
                                ["dec_ttl", resubmit("ip_routing")], cookie))
+    if fips and external is not None:
+        flows += _floating_ip_flows(router, fips, external, nat_zone, dhcp_ofport, cookie)
     return tuple(flows)
 
 
@@ -736,9 +808,10 @@ def _nd_reply_target_flow() -> Flow:
                      ["move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[]", "IN_PORT"], STATIC)
 
 
-def _arp_reply(network_key: int, ip: str, mac: str, cookie: int) -> Flow:
+def _arp_reply(network_key: int, ip: str, mac: str, cookie: int,
+               stage_name: str = "arp_nd_responder") -> Flow:
     """Turn an ARP request for `ip` into the reply from `mac`, back out of the port it came in."""
-    return Flow.make("arp_nd_responder", 100,
+    return Flow.make(stage_name, 100 if stage_name == "arp_nd_responder" else 110,
                      {"metadata": network_key, "dl_type": ARP, "arp_op": 1, "arp_tpa": ip}, [
                          "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[]", f"set_field:{mac}->eth_src",
                          "set_field:2->arp_op", "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[]",

@@ -63,30 +63,36 @@ STAGES: tuple[Stage, ...] = (
           "answer ARP requests and neighbour solicitations for known addresses of the network "
           "(fixed IPs of local and remote ports, DHCP servers)"),
     Stage("native_dhcp", 30,
-          frozenset({"reg6", "dl_type", "dl_dst", "nw_proto", "tp_src", "tp_dst", "icmpv6_type"}),
-          frozenset({"acl_egress", "output"}),
+          frozenset({"reg6", "dl_type", "dl_src", "dl_dst", "nw_proto", "tp_src", "tp_dst",
+                     "icmpv6_type", "arp_op"}),
+          frozenset({"acl_egress", "output", "l2_lookup"}),
           "DHCPv4 requests and IPv6 router solicitations of ports served natively -> the agent's "
           "DHCP port (UDP source port / Ethernet destination := the VIF's key); its replies -> "
-          "output to the port their key names"),
+          "output to the port their key names; its ARP requests for an external next hop -> "
+          "that external network"),
     Stage("acl_egress", 40,
           _ACL | {"reg6"},
           frozenset({"acl_egress", "l2_lookup"}),
           "security group egress rules of the source port, on conntrack (zone = reg5)"),
     Stage("l2_lookup", 50,
-          frozenset({"metadata", "reg0", "dl_dst"}),
+          frozenset({"metadata", "reg0", "dl_dst", "dl_type", "arp_op", "arp_tpa"}),
           frozenset({"acl_ingress", "output", "l3_input"}),
           "dst MAC -> local port (reg7), remote chassis tunnel or provider network (tagged), or a "
-          "router interface (-> l3_input, router key in metadata); broadcast/unknown -> flood"),
+          "router interface or floating IP (-> l3_input, router key in metadata); ARP from an "
+          "external network for a local floating IP is answered; broadcast/unknown -> flood"),
     Stage("l3_input", 52,
           frozenset({"metadata", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type"}),
           frozenset({"ip_routing"}),
           "a packet to a router (metadata = router key): echo requests to its addresses are "
-          "answered, anything else to them dropped; transit IPv4 / IPv6: TTL -1, on to routing"),
+          "answered, anything else to them dropped; to a local floating IP: DNAT to its fixed "
+          "address (router's ct zone); transit IPv4 / IPv6: TTL -1, on to routing"),
     Stage("ip_routing", 54,
-          frozenset({"metadata", "dl_type", "nw_dst", "ipv6_dst"}),
+          frozenset({"metadata", "dl_type", "nw_src", "nw_dst", "ipv6_dst"}),
           frozenset({"arp_resolve"}),
           "longest prefix match: connected subnets and extra routes -> output network (metadata, "
-          "its ct zone in reg5), the interface's MAC as source, next hop in reg1 / xxreg2"),
+          "its ct zone in reg5), the interface's MAC as source, next hop in reg1 / xxreg2; from a "
+          "local floating IP's fixed address to anywhere else: SNAT to it, out to the external "
+          "network's next hop with the floating IP's MAC"),
     Stage("arp_resolve", 56,
           frozenset({"metadata", "dl_type", "reg1", "xxreg2"}),
           frozenset({"l2_lookup"}),

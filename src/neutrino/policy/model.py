@@ -191,12 +191,38 @@ class RouterRoute(Document):
     nexthop: Ip
 
 
+class RouterGateway(Document):
+    """A router's gateway port on its external network."""
+
+    port_id: str
+    network_id: str  # the external network (router:external)
+    mac_address: Mac
+    fixed_ips: tuple[RouterAddress, ...] = ()  # its addresses, with their subnets' prefixes
+    next_hops: tuple[Ip, ...] = ()  # the gateway_ip of each of those subnets: default routes
+    enable_snat: bool = True
+
+
+class FloatingIpPolicy(Document):
+    """A floating IP of the router: `floating_ip_address` on the gateway's external network
+    stands for `fixed_ip_address` of `port_id`. Distributed: the chassis of that port
+    translates it and answers ARP for it with `mac_address`, the floating IP port's MAC."""
+
+    id: str
+    floating_ip_address: Ip
+    fixed_ip_address: Ip
+    port_id: str
+    mac_address: Mac
+    chassis: str = ""  # where port_id is bound ("" = nowhere: nobody translates it)
+
+
 class RouterPolicy(Document):
     id: str
     tunnel_key: int  # the router's key inside the pipeline (metadata while routing), see docs
     admin_state_up: bool = True
     interfaces: tuple[RouterInterface, ...] = ()  # sorted by port_id
     routes: tuple[RouterRoute, ...] = ()  # sorted by (destination, nexthop)
+    gateway: RouterGateway | None = None
+    floating_ips: tuple[FloatingIpPolicy, ...] = ()  # associated ones (with a port), sorted by id
 
 
 PolicyDocument = (PortPolicy | NetworkPolicy | SecurityGroupPolicy | AddressSetPolicy | TunnelPolicy
