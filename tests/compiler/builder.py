@@ -7,6 +7,7 @@ from typing import Any
 
 from neutrino.compiler.intent import (
     ChassisRow,
+    FloatingIpRow,
     Intent,
     NetworkRow,
     PortRow,
@@ -28,6 +29,7 @@ class IntentBuilder:
     chassis_rows: dict[str, ChassisRow] = field(default_factory=dict)
     routers: dict[str, RouterRow] = field(default_factory=dict)
     router_ports: dict[str, RouterPortRow] = field(default_factory=dict)
+    floatingips: dict[str, FloatingIpRow] = field(default_factory=dict)
 
     def chassis(self, name: str, tunnel_ip: str, **mappings: str) -> IntentBuilder:
         self.chassis_rows[name] = ChassisRow(name, tunnel_ip, tuple(sorted(mappings.items())))
@@ -75,8 +77,20 @@ class IntentBuilder:
         self.router_ports[port_id] = RouterPortRow(port_id, router_id, port_type)
         return self
 
+    def floatingip(self, id: str, port_id: str, network_id: str, address: tuple[str, str],
+                   fixed_port_id: str | None = None, fixed_ip_address: str | None = None,
+                   router_id: str | None = None, mac: str | None = None) -> IntentBuilder:
+        """A floating IP and its port (network:floatingip, unbound) holding `address`
+        (subnet_id, ip_address); associated when fixed_port_id is given."""
+        self.port(port_id, network_id, address, device_owner="network:floatingip",
+                  device_id=id, mac=mac)
+        self.floatingips[id] = FloatingIpRow(id, network_id, port_id, address[1], fixed_port_id,
+                                             fixed_ip_address, router_id)
+        return self
+
     def build(self) -> Intent:
         return Intent(networks=dict(self.networks), subnets=dict(self.subnets),
                       ports=dict(self.ports), security_groups=dict(self.groups),
                       rules=dict(self.rules), chassis=dict(self.chassis_rows),
-                      routers=dict(self.routers), router_ports=dict(self.router_ports))
+                      routers=dict(self.routers), router_ports=dict(self.router_ports),
+                      floatingips=dict(self.floatingips))

@@ -26,7 +26,7 @@ from neutrino.policy.model import item_key
 
 KIND_TABLES = {"network": "networks", "subnet": "subnets", "port": "ports",
                "security_group": "security_groups", "security_group_rule": "rules",
-               "chassis": "chassis", "router": "routers"}
+               "chassis": "chassis", "router": "routers", "floatingip": "floatingips"}
 
 
 def rows_read_again(before: Intent, after: Intent, changes: list[Change],

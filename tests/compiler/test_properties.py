@@ -21,6 +21,7 @@ from neutrino.compiler import Intent, affected_chassis, compile_chassis, tunnel_
 from neutrino.compiler.intent import (
     OVERLAY_TYPES,
     ChassisRow,
+    FloatingIpRow,
     NetworkRow,
     PortRow,
     RouterPortRow,
@@ -53,6 +54,7 @@ IPS = ("10.0.0.1", "10.0.0.2", "10.0.1.1", "fd00::1", "fd00::2")
 MACS = ("fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03")
 ROUTERS = ("R0", "R1")
 ROUTES = (("10.9.0.0/24", "10.0.0.1"), ("0.0.0.0/0", "10.0.0.2"), ("fd09::/64", "fd00::1"))
+FLOATINGIPS = ("f0", "f1", "f2")
 
 small_ints = st.integers(1, 3)
 
@@ -117,10 +119,28 @@ def chassis_rows(name: str) -> st.SearchStrategy[ChassisRow]:
 
 
 def routers(id: str) -> st.SearchStrategy[RouterRow]:
-    def build(admin: bool, routes: frozenset[tuple[str, str]], distributed: bool) -> RouterRow:
+    def build(admin: bool, routes: frozenset[tuple[str, str]], distributed: bool,
+              gateway: str | None, snat: bool) -> RouterRow:
         return RouterRow(id=id, admin_state_up=admin, distributed=distributed,
-                         routes=tuple(sorted(routes)))
-    return st.builds(build, st.booleans(), st.frozensets(st.sampled_from(ROUTES)), st.booleans())
+                         routes=tuple(sorted(routes)), gw_port_id=gateway, enable_snat=snat)
+    return st.builds(build, st.booleans(), st.frozensets(st.sampled_from(ROUTES)), st.booleans(),
+                     st.none() | st.sampled_from(PORTS), st.booleans())
+
+
+def floatingips(id: str) -> st.SearchStrategy[FloatingIpRow]:
+    """A floating IP on any network and port (the API keeps them consistent; the compiler
+    must not need it), associated or not, with or without a router."""
+    def build(network: str, port: str, address: str, fixed: tuple[str, str] | None,
+              router: str | None) -> FloatingIpRow:
+        return FloatingIpRow(id=id, floating_network_id=network, floating_port_id=port,
+                             floating_ip_address=address,
+                             fixed_port_id=fixed[0] if fixed else None,
+                             fixed_ip_address=fixed[1] if fixed else None, router_id=router)
+    return st.builds(build, st.sampled_from(NETWORKS), st.sampled_from(PORTS),
+                     st.sampled_from(("203.0.113.5", "203.0.113.6")),
+                     st.none() | st.tuples(st.sampled_from(PORTS),
+                                           st.sampled_from(("10.0.0.1", "10.0.1.1"))),
+                     st.none() | st.sampled_from(ROUTERS))
 
 
 def router_ports(port_id: str) -> st.SearchStrategy[RouterPortRow]:
@@ -140,6 +160,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], Any]] = {
     "chassis": ("chassis", CHASSIS, chassis_rows),
     "routers": ("router", ROUTERS, routers),
     "router_ports": ("port", PORTS, router_ports),
+    "floatingips": ("floatingip", FLOATINGIPS, floatingips),
 }
 
 
@@ -152,7 +173,33 @@ def intents(draw: st.DrawFn) -> Intent:
             row = draw(st.none() | strategy(id))
             if row is not None:
                 tables[name][id] = row
+    if draw(st.booleans()):
+        wire_floating_ip(draw, tables)
     return Intent(**tables)
+
+
+def wire_floating_ip(draw: st.DrawFn, tables: dict[str, dict[str, Any]]) -> None:
+    """Make one floating IP served (rare by chance): a router with a gateway port and an
+    interface on the network of a bound port that the floating IP is associated with, so
+    that the port's chassis holds the external network."""
+    if len(tables["ports"]) < 4:
+        return
+    fixed, interface, gateway, floating = draw(st.permutations(sorted(tables["ports"])))[:4]
+    router_id = draw(st.sampled_from(ROUTERS))
+    ports = tables["ports"]
+    ports[fixed] = replace(ports[fixed], host=draw(st.sampled_from(CHASSIS)))
+    ports[interface] = replace(ports[interface], network_id=ports[fixed].network_id)
+    # the gateway and floating IP ports, unbound, on another network: the external one
+    external = draw(st.sampled_from([n for n in NETWORKS if n != ports[fixed].network_id]))
+    for port_id in (gateway, floating):
+        ports[port_id] = replace(ports[port_id], network_id=external, host="")
+    tables["router_ports"][interface] = RouterPortRow(interface, router_id, INTERFACE_OWNERS[0])
+    tables["router_ports"][gateway] = RouterPortRow(gateway, router_id, ROUTER_GATEWAY)
+    tables["routers"][router_id] = replace(
+        tables["routers"].get(router_id) or RouterRow(router_id), gw_port_id=gateway)
+    fip_id = draw(st.sampled_from(FLOATINGIPS))
+    tables["floatingips"][fip_id] = FloatingIpRow(
+        fip_id, ports[floating].network_id, floating, "203.0.113.9", fixed, "10.0.0.1", router_id)
 
 
 @st.composite
@@ -214,6 +261,14 @@ def test_isolation(intent: Intent) -> None:
         routers = {r for n in local_networks for r in intent.routers_by_network.get(n, ())
                    if r in intent.routers}
         held_networks = local_networks.union(*(intent.router_networks(r) for r in routers))
+        for router_id in routers:  # the external network, for a floating IP of a local port
+            router = intent.routers[router_id]
+            fixed_ports = {f.fixed_port_id for f in intent.floatingips.values()
+                           if f.router_id == router_id and f.fixed_ip_address is not None
+                           and f.floating_port_id in intent.ports}
+            if router.gw_port_id in intent.ports and any(
+                    p in intent.ports and intent.ports[p].host == name for p in fixed_ports):
+                held_networks.add(intent.ports[router.gw_port_id].network_id)
         used_groups = {g for p in local if p.port_security_enabled for g in p.security_group_ids}
         for key, doc in docs.items():
             chassis, kind, item_id = parse_key(key)
@@ -228,6 +283,8 @@ def test_isolation(intent: Intent) -> None:
                     assert port.network_id == doc.id, "a port of another network leaked"
                     assert remote.chassis == port.host != name
                     assert not is_interface(intent.router_ports.get(port.id))
+                    assert all(r.gw_port_id != port.id for r in intent.routers.values())
+                    assert all(f.floating_port_id != port.id for f in intent.floatingips.values())
                     assert set(remote.ip_addresses) <= {ip for _s, ip in port.fixed_ips}
                 assert set(doc.flood_chassis) == set(intent.chassis_by_network.get(doc.id, ())) - {name}
                 assert {s.id for s in doc.subnets} == {
@@ -254,6 +311,22 @@ def test_isolation(intent: Intent) -> None:
                     assert interface.network_id == intent.ports[interface.port_id].network_id
                     for address in interface.fixed_ips:
                         assert intent.subnets[address.subnet_id].network_id == interface.network_id
+                gw_port = intent.ports.get(intent.routers[doc.id].gw_port_id or "")
+                if gw_port is None:
+                    assert doc.gateway is None
+                else:
+                    assert doc.gateway is not None and doc.gateway.port_id == gw_port.id
+                    assert doc.gateway.network_id == gw_port.network_id
+                    assert doc.gateway.enable_snat == intent.routers[doc.id].enable_snat
+                for fip in doc.floating_ips:
+                    row = intent.floatingips[fip.id]
+                    assert row.router_id == doc.id and row.fixed_port_id == fip.port_id
+                    assert fip.mac_address == intent.ports[row.floating_port_id].mac_address
+                    fixed = intent.ports.get(fip.port_id)
+                    assert fip.chassis == (fixed.host if fixed else "")
+                assert [f.id for f in doc.floating_ips] == sorted(
+                    f.id for f in intent.floatingips.values() if f.router_id == doc.id
+                    and f.fixed_port_id is not None and f.floating_port_id in intent.ports)
             else:
                 assert isinstance(doc, TunnelPolicy)
                 assert doc.ip == intent.chassis[doc.id].tunnel_ip

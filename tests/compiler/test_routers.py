@@ -76,8 +76,9 @@ def test_a_chassis_with_no_port_on_a_router_network_gets_nothing_of_it() -> None
 
 
 def test_the_router_document() -> None:
-    """Every interface (not the gateway), sorted by port id, with its addresses sorted by
-    (subnet, address) and each subnet's prefix; the routes sorted; the router's key."""
+    """Every interface, sorted by port id, with its addresses sorted by (subnet, address) and
+    each subnet's prefix; the routes sorted; the router's key; the gateway apart (no floating
+    IPs here: tests/compiler/test_floating_ips.py)."""
     intent = joined().build()
     doc = compile_chassis(intent, "hv1")[item_key("hv1", "router", "r1")]
     assert doc.model_dump(mode="json") == {
@@ -93,6 +94,12 @@ def test_the_router_document() -> None:
                             "cidr": "10.0.1.0/24"}]}],
         "routes": [{"destination": "10.8.0.0/16", "nexthop": "10.0.0.8"},
                    {"destination": "10.9.0.0/16", "nexthop": "10.0.1.9"}],
+        "gateway": {"port_id": "gw", "network_id": "ext",
+                    "mac_address": intent.ports["gw"].mac_address,
+                    "fixed_ips": [{"subnet_id": "sub-ext", "ip_address": "203.0.113.5",
+                                   "cidr": "203.0.113.0/24"}],
+                    "next_hops": ["203.0.113.1"], "enable_snat": True},
+        "floating_ips": [],
     }
     assert compile_chassis(intent, "hv2")[item_key("hv2", "router", "r1")] == doc
 

@@ -36,7 +36,7 @@ class Follower:
         assert intent_differences(self.intent, full) == [], changes
         assert self.intent.all_indexes() == full.all_indexes()
         for table in ("networks", "subnets", "ports", "security_groups", "rules", "chassis",
-                      "routers", "router_ports"):
+                      "routers", "router_ports", "floatingips"):
             rows_before: dict[str, Any] = getattr(previous, table)
             for id, row in getattr(self.intent, table).items():
                 if row == rows_before.get(id):  # unchanged (named or not): the same object
@@ -136,3 +136,75 @@ def test_every_router_write_is_followed_exactly(client: TestClient, db: Database
     assert client.delete(f"/v2.0/routers/{rid}").status_code == 204
     f.follow()
     assert f.intent.routers == {} and f.intent.router_ports == {}
+
+
+def test_every_floating_ip_write_is_followed_exactly(client: TestClient, db: Database) -> None:
+    """Floating IPs: create associated and not, disassociate, move to another port, a port
+    forwarding giving an unassociated one a router and taking it back, the fixed port
+    readdressed and deleted (l3.release_port), the gateway's addresses and the external
+    subnet's gateway_ip changed, the floating IP port's MAC, delete, gateway cleared."""
+    f = Follower(db)
+    ext = network(client, **{"router:external": True})
+    ext_sub = subnet(client, ext["id"], "203.0.113.0/24",
+                     allocation_pools=[{"start": "203.0.113.2", "end": "203.0.113.200"}])
+    net = network(client)
+    sub = subnet(client, net["id"], "10.0.0.0/24")
+    router = body(client.post("/v2.0/routers", json={"router": {
+        "name": "r", "external_gateway_info": {"network_id": ext["id"]}}}), 201)["router"]
+    rid = router["id"]
+    body(client.put(f"/v2.0/routers/{rid}/add_router_interface", json={"subnet_id": sub["id"]}))
+    p1 = port(client, net["id"], **{"binding:host_id": "hv1"})
+    p2 = port(client, net["id"], **{"binding:host_id": "hv2"})
+    f.follow()
+    fip = body(client.post("/v2.0/floatingips", json={"floatingip": {
+        "floating_network_id": ext["id"], "port_id": p1["id"]}}), 201)["floatingip"]
+    assert {c.kind for c in f.follow()} == {"floatingip", "port"}
+    assert f.intent.floatingips_by_router == {rid: (fip["id"],)}
+    assert f.intent.external_hosts(rid) == {"hv1"}
+    spare = body(client.post("/v2.0/floatingips", json={"floatingip": {
+        "floating_network_id": ext["id"]}}), 201)["floatingip"]
+    f.follow()
+    for update in ({"port_id": None}, {"port_id": p2["id"]}, {"port_id": p1["id"]}):
+        body(client.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": update}))
+        f.follow()
+    forwardings = f"/v2.0/floatingips/{spare['id']}/port_forwardings"
+    pf = body(client.post(forwardings, json={"port_forwarding": {
+        "protocol": "tcp", "internal_port_id": p2["id"],
+        "internal_ip_address": p2["fixed_ips"][0]["ip_address"], "internal_port": 22,
+        "external_port": 2222}}), 201)["port_forwarding"]
+    f.follow()
+    assert f.intent.floatingips[spare["id"]].router_id == rid
+    assert client.delete(f"{forwardings}/{pf['id']}").status_code == 204
+    f.follow()
+    assert f.intent.floatingips[spare["id"]].router_id is None
+    body(client.put(f"/v2.0/ports/{p1['id']}", json={"port": {"binding:host_id": "hv2"}}))
+    f.follow()
+    assert f.intent.external_hosts(rid) == {"hv2"}
+    body(client.put(f"/v2.0/ports/{p1['id']}", json={"port": {  # the floating IP lets go
+        "fixed_ips": [{"subnet_id": sub["id"], "ip_address": "10.0.0.99"}]}}))
+    assert "floatingip" in {c.kind for c in f.follow()}
+    assert f.intent.floatingips[fip["id"]].fixed_port_id is None
+    body(client.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": p1["id"]}}))
+    f.follow()
+    assert client.delete(f"/v2.0/ports/{p1['id']}").status_code == 204  # and again
+    f.follow()
+    assert f.intent.floatingips_by_fixed_port == {}
+    body(client.put(f"/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": p2["id"]}}))
+    f.follow()
+    body(client.put(f"/v2.0/routers/{rid}", json={"router": {"external_gateway_info": {
+        "network_id": ext["id"], "enable_snat": False,
+        "external_fixed_ips": [{"subnet_id": ext_sub["id"], "ip_address": "203.0.113.77"}]}}}))
+    f.follow()
+    body(client.put(f"/v2.0/subnets/{ext_sub['id']}", json={"subnet": {
+        "gateway_ip": "203.0.113.254"}}))
+    f.follow()
+    floating_port = f.intent.floatingips[fip["id"]].floating_port_id
+    body(client.put(f"/v2.0/ports/{floating_port}", json={"port": {
+        "mac_address": "fa:16:3e:00:f1:99"}}))
+    f.follow()
+    for gone in (fip, spare):
+        assert client.delete(f"/v2.0/floatingips/{gone['id']}").status_code == 204
+        f.follow()
+    body(client.put(f"/v2.0/routers/{rid}", json={"router": {"external_gateway_info": None}}))
+    f.follow()
+    assert f.intent.floatingips == {} and f.intent.routers_by_gateway_network == {}

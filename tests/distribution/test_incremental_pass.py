@@ -1,6 +1,7 @@
 """The incremental compiler pass against the real API: after every write of a long sequence
 (networks, subnets, ports with fixed IPs, groups and address pairs, groups, rules, chassis,
-bindings and moves, status reports, routers and floating IPs), and of random sequences,
+bindings and moves, status reports, routers, gateways and floating IPs), and of random
+sequences,
 
 - the intent the loop keeps (`update_intent`, from the previous one and the rows the changes
   name) equals a full `load_intent` of the database, indexes included;
@@ -18,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,11 @@ def assert_store_is_a_full_compile(db: Database, loop: CompilerLoop) -> None:
         assert reader.snapshot(name)[1] == (expected if name in registered else {}), name
 
 
+def holds(c: Cloud, chassis: str, kind: str, item_id: str) -> bool:
+    """Whether the policy store holds that item of the chassis."""
+    return f"/chassis/{chassis}/{kind}/{item_id}" in EmbeddedPolicyStore(c.db).snapshot(chassis)[1]
+
+
 def make_cloud(database_url: str, state_dir: Path) -> tuple[Cloud, Database]:
     settings = Settings(state_dir=state_dir, database=database_url, auth="noauth",
                         compiler_enabled=False)
@@ -207,8 +213,12 @@ def test_a_long_sequence_of_writes(cloud: Cloud) -> None:
              ipv6_address_mode="slaac", ipv6_ra_mode="slaac")  # every port gets an address
     c.delete("subnets", sub6["id"])  # and loses one
     # routers and floating IPs: their ports are port changes
-    ext = c.create("networks", "network", name="ext", **{"router:external": True})
-    c.create("subnets", "subnet", network_id=ext["id"], cidr="203.0.113.0/24", ip_version=4)
+    ext = c.create("networks", "network", name="ext", **{
+        "router:external": True, "provider:network_type": "flat",
+        "provider:physical_network": "physnet1"})
+    ext_sub = c.create("subnets", "subnet", network_id=ext["id"], cidr="203.0.113.0/24",
+                       ip_version=4, allocation_pools=[{"start": "203.0.113.2",
+                                                        "end": "203.0.113.200"}])
     router = c.create("routers", "router", name="r",
                       external_gateway_info={"network_id": ext["id"]})
     c.call("PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
@@ -244,10 +254,27 @@ def test_a_long_sequence_of_writes(cloud: Cloud) -> None:
     c.call("PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
            {"subnet_id": routed_sub["id"]})
     c.step()
+    # floating IPs: the chassis of the port holds the external network
     fip = c.create("floatingips", "floatingip", floating_network_id=ext["id"], port_id=p1["id"],
                    fixed_ip_address="10.0.0.5")
+    assert holds(c, "hv1", "network", ext["id"]) and not holds(c, "hv2", "network", ext["id"])
+    spare_fip = c.create("floatingips", "floatingip", floating_network_id=ext["id"])
+    c.update("ports", "port", p1["id"], **{"binding:host_id": "hv2"})  # ext moves along
+    assert holds(c, "hv2", "network", ext["id"]) and not holds(c, "hv1", "network", ext["id"])
+    c.update("ports", "port", p1["id"], **{"binding:host_id": "hv1"})
+    c.update("floatingips", "floatingip", fip["id"], port_id=p2["id"])  # another port
+    c.update("floatingips", "floatingip", spare_fip["id"], port_id=p1["id"],
+             fixed_ip_address="10.0.0.5")
+    c.update("routers", "router", router["id"], external_gateway_info={
+        "network_id": ext["id"], "enable_snat": False})
+    c.update("subnets", "subnet", ext_sub["id"], gateway_ip="203.0.113.254")
+    floating_port = c.call("GET", f"/v2.0/ports?device_id={fip['id']}")["ports"][0]
+    c.update("ports", "port", floating_port["id"], mac_address="fa:16:3e:00:f1:99")
+    c.update("ports", "port", p1["id"], fixed_ips=[  # releases spare_fip
+        {"subnet_id": sub4["id"], "ip_address": "10.0.0.9"}])
     c.update("floatingips", "floatingip", fip["id"], port_id=None)
     c.delete("floatingips", fip["id"])
+    c.delete("floatingips", spare_fip["id"])
     c.call("PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
            {"subnet_id": sub4["id"]})
     c.step()
@@ -278,7 +305,8 @@ HOSTS = ("", "hv1", "hv2")
 operations = st.lists(st.tuples(
     st.sampled_from(("port", "move", "groups", "pairs", "delete port", "rule", "delete rule",
                      "status", "subnet", "network", "delete network", "chassis", "router",
-                     "attach", "take", "detach", "routes", "router state", "delete router")),
+                     "attach", "take", "detach", "routes", "router state", "delete router",
+                     "gateway", "fip", "associate", "delete fip")),
     st.integers(0, 5), st.integers(0, 5)), min_size=5, max_size=25)
 
 
@@ -291,6 +319,8 @@ class World:
     groups: list[str]
     rules: list[str]
     routers: list[str]
+    external: str = ""  # the external network (floating IPs, gateways)
+    fips: list[str] = field(default_factory=list)
 
 
 def apply_operation(c: Cloud, world: World, op: str, a: int, b: int) -> None:
@@ -376,6 +406,23 @@ def apply_operation(c: Cloud, world: World, op: str, a: int, b: int) -> None:
         router = world.routers[a % len(world.routers)]
         if c.http.delete(f"/v2.0/routers/{router}").status_code == 204:
             world.routers.remove(router)
+    elif op == "gateway" and world.routers:  # set (enable_snat by b) or clear
+        info = {"network_id": world.external, "enable_snat": bool(b % 3)} if b % 4 else None
+        c.call("PUT", f"/v2.0/routers/{world.routers[a % len(world.routers)]}",
+               {"router": {"external_gateway_info": info}}, ok=refused)
+    elif op == "fip":
+        attrs: dict[str, Any] = {"floating_network_id": world.external}
+        if world.ports and b % 3:
+            attrs["port_id"] = world.ports[a % len(world.ports)]
+        made = c.call("POST", "/v2.0/floatingips", {"floatingip": attrs}, ok=refused)
+        if made and "floatingip" in made:
+            world.fips.append(made["floatingip"]["id"])
+    elif op == "associate" and world.fips:  # to a port, or none
+        target = world.ports[b % len(world.ports)] if world.ports and b % 3 else None
+        c.call("PUT", f"/v2.0/floatingips/{world.fips[a % len(world.fips)]}",
+               {"floatingip": {"port_id": target}}, ok=refused)
+    elif op == "delete fip" and world.fips:
+        c.call("DELETE", f"/v2.0/floatingips/{world.fips.pop(a % len(world.fips))}", ok=refused)
     elif op == "chassis":
         name = ("hv1", "hv2")[a % 2]
         c.call("POST", "/v2.0/neutrino/chassis", {"chassis": {
@@ -399,8 +446,23 @@ def test_random_sequences_of_writes(sqlite_template: Path, steps: list[tuple[str
             groups = [c.call("POST", "/v2.0/security-groups", {"security_group": {
                 "name": f"g{i}"}})["security_group"]["id"] for i in range(3)]
             c.step()
-            world = World(networks=[], ports=[], groups=groups, rules=[], routers=[])
+            external = c.call("POST", "/v2.0/networks", {"network": {
+                "name": "ext", "router:external": True, "provider:network_type": "flat",
+                "provider:physical_network": "physnet1"}})["network"]["id"]
+            c.call("POST", "/v2.0/subnets", {"subnet": {
+                "network_id": external, "cidr": "203.0.113.0/24", "ip_version": 4}})
+            c.step()
+            world = World(networks=[], ports=[], groups=groups, rules=[], routers=[],
+                          external=external)
             apply_operation(c, world, "network", 0, 1)
+            # a router with a gateway and an interface on the first network, and a port there,
+            # so that floating IPs can be associated (and the steps can clear the gateway,
+            # detach, move or delete the port, ...)
+            apply_operation(c, world, "router", 0, 0)
+            apply_operation(c, world, "gateway", 0, 1)
+            apply_operation(c, world, "attach", 0, 0)
+            apply_operation(c, world, "port", 0, 1)  # on hv1
+            apply_operation(c, world, "fip", 0, 1)  # associated with it
             for op, a, b in steps:
                 apply_operation(c, world, op, a, b)
         finally:

@@ -30,12 +30,14 @@ from neutrino.policy.model import (
     DhcpOption,
     Document,
     FixedIp,
+    FloatingIpPolicy,
     HostRoute,
     ItemKind,
     NetworkPolicy,
     PortPolicy,
     RemotePort,
     RouterAddress,
+    RouterGateway,
     RouterInterface,
     RouterPolicy,
     RouterRoute,
@@ -126,12 +128,20 @@ def _subnet_policies(intent: Intent, network_id: str) -> tuple[SubnetPolicy, ...
     return tuple(policies)
 
 
+def _is_service_port(intent: Intent, port_id: str) -> bool:
+    """A router's interface or gateway port, or a floating IP's port: never a remote port (every
+    chassis holding the router answers for an interface; gateway and floating IP ports are
+    where routers and floating IPs are, not where a frame is tunnelled to)."""
+    return (is_interface(intent.router_ports.get(port_id))
+            or port_id in intent.routers_by_gateway_port
+            or port_id in intent.floatingips_by_floating_port)
+
+
 def _network_policy(intent: Intent, network: NetworkRow, chassis: str) -> NetworkPolicy:
     remote_ports = []
     for port_id in intent.ports_by_network.get(network.id, ()):
         port = intent.ports[port_id]
-        # a router's interface is never remote: every chassis holding the router answers for it
-        if port.host and port.host != chassis and not is_interface(intent.router_ports.get(port_id)):
+        if port.host and port.host != chassis and not _is_service_port(intent, port_id):
             remote_ports.append(RemotePort(
                 id=port.id,
                 mac_address=port.mac_address,
@@ -192,6 +202,48 @@ def _address_set(intent: Intent, group_id: str) -> AddressSetPolicy:
     return AddressSetPolicy(id=group_id, ipv4=tuple(sorted(v4)), ipv6=tuple(sorted(v6)))
 
 
+def _router_addresses(intent: Intent, port: PortRow) -> tuple[RouterAddress, ...]:
+    """A router port's addresses on subnets of its network, sorted by (subnet, address), with
+    their subnets' prefixes (an address whose subnet is gone is left out)."""
+    addresses = []
+    for subnet_id, ip in sorted(set(port.fixed_ips)):
+        subnet = intent.subnets.get(subnet_id)
+        if subnet is not None and subnet.network_id == port.network_id:
+            addresses.append(RouterAddress(subnet_id=subnet_id, ip_address=ip, cidr=subnet.cidr))
+    return tuple(addresses)
+
+
+def _router_gateway(intent: Intent, router_id: str) -> RouterGateway | None:
+    port = intent.gateway_port(router_id)
+    if port is None:
+        return None
+    addresses = _router_addresses(intent, port)
+    next_hops: list[str] = []
+    for subnet_id in dict.fromkeys(a.subnet_id for a in addresses):  # each subnet once, in order
+        gateway_ip = intent.subnets[subnet_id].gateway_ip
+        if gateway_ip:
+            next_hops.append(gateway_ip)
+    return RouterGateway(port_id=port.id, network_id=port.network_id, mac_address=port.mac_address,
+                         fixed_ips=addresses, next_hops=tuple(next_hops),
+                         enable_snat=intent.routers[router_id].enable_snat)
+
+
+def _floating_ip_policies(intent: Intent, router_id: str) -> tuple[FloatingIpPolicy, ...]:
+    policies = []
+    for fip in intent.router_floatingips(router_id):
+        assert fip.fixed_port_id is not None and fip.fixed_ip_address is not None
+        fixed_port = intent.ports.get(fip.fixed_port_id)
+        policies.append(FloatingIpPolicy(
+            id=fip.id,
+            floating_ip_address=fip.floating_ip_address,
+            fixed_ip_address=fip.fixed_ip_address,
+            port_id=fip.fixed_port_id,
+            mac_address=intent.ports[fip.floating_port_id].mac_address,
+            chassis=fixed_port.host if fixed_port is not None else "",
+        ))
+    return tuple(policies)
+
+
 def _router_policy(intent: Intent, router_id: str) -> RouterPolicy:
     router = intent.routers[router_id]
     interfaces = []
@@ -199,32 +251,36 @@ def _router_policy(intent: Intent, router_id: str) -> RouterPolicy:
         port = intent.ports.get(port_id)
         if port is None:
             continue
-        addresses = []
-        for subnet_id, ip in sorted(set(port.fixed_ips)):
-            subnet = intent.subnets.get(subnet_id)
-            if subnet is not None and subnet.network_id == port.network_id:
-                addresses.append(RouterAddress(subnet_id=subnet_id, ip_address=ip, cidr=subnet.cidr))
         interfaces.append(RouterInterface(port_id=port.id, network_id=port.network_id,
-                                          mac_address=port.mac_address, fixed_ips=tuple(addresses)))
+                                          mac_address=port.mac_address,
+                                          fixed_ips=_router_addresses(intent, port)))
     return RouterPolicy(
         id=router.id,
         tunnel_key=intent.router_keys[router.id],
         admin_state_up=router.admin_state_up,
         interfaces=tuple(interfaces),
         routes=tuple(RouterRoute(destination=d, nexthop=n) for d, n in sorted(set(router.routes))),
+        gateway=_router_gateway(intent, router_id),
+        floating_ips=_floating_ip_policies(intent, router_id),
     )
 
 
-def _held(intent: Intent, local_networks: Iterable[str]) -> tuple[list[str], list[str]]:
+def _held(
+    intent: Intent, chassis: str, local_networks: Iterable[str]
+) -> tuple[list[str], list[str]]:
     """(routers, networks) a chassis holds, given the networks it has bound ports on: every
     router with an interface on one of them, and those networks with every network of those
-    routers (the chassis routes into them), both sorted."""
+    routers (the chassis routes into them) and the external network of each of those routers
+    with a floating IP whose port is bound here, both sorted."""
     local = set(local_networks)
     routers = sorted({r for n in local for r in intent.routers_by_network.get(n, ())
                       if r in intent.routers})
     networks = set(local)
     for router_id in routers:
         networks.update(intent.router_networks(router_id))
+        external = intent.gateway_network(router_id)
+        if external is not None and chassis in intent.floatingip_hosts(router_id):
+            networks.add(external)
     return routers, sorted(networks)
 
 
@@ -255,7 +311,7 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for port in local:
         docs[item_key(chassis, "port", port.id)] = _port_policy(port)
 
-    routers, networks = _held(intent, {p.network_id for p in local})
+    routers, networks = _held(intent, chassis, {p.network_id for p in local})
     for network_id in networks:
         network = intent.networks.get(network_id)
         if network is None or network.network_type not in NETWORK_TYPES:
@@ -284,9 +340,9 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
 
 # --- compiling only what a change can alter -------------------------------------------------
 
-#: change kinds that are no input of any document: a port's status report; floating IPs and
-#: port forwardings (no rows of theirs in the intent; their ports are port changes)
-KINDS_WITHOUT_DOCUMENTS = frozenset({PORT_STATUS_KIND, "floatingip", "port_forwarding"})
+#: change kinds that are no input of any document: a port's status report; port forwardings
+#: (no rows of theirs in the intent; their ports and floating IPs are changes of their own)
+KINDS_WITHOUT_DOCUMENTS = frozenset({PORT_STATUS_KIND, "port_forwarding"})
 
 
 @dataclass
@@ -324,6 +380,30 @@ def _stale_router(stale: _Stale, before: Intent, after: Intent, router_id: str) 
         for intent in (before, after):
             stale.networks |= intent.interface_networks(router_id)
     stale.tunnels |= networks_changed
+    gateways = [intent.routers[router_id].gw_port_id if router_id in intent.routers else None
+                for intent in (before, after)]
+    if gateways[0] != gateways[1]:  # remote_ports leave gateway ports out
+        for intent in (before, after):
+            stale.networks |= {intent.ports[p].network_id for p in gateways
+                               if p is not None and p in intent.ports}
+    _stale_gateway(stale, before, after, router_id)
+
+
+def _stale_gateway(stale: _Stale, before: Intent, after: Intent, router_id: str) -> None:
+    """The router's gateway, its floating IPs or the chassis holding it may have changed: its
+    item; when the chassis holding its external network through it changed, that network's
+    items and the tunnels."""
+    stale.routers.add(router_id)
+    externals = {before.gateway_network(router_id), after.gateway_network(router_id)}
+    if len(externals) > 1 or before.external_hosts(router_id) != after.external_hosts(router_id):
+        stale.networks |= {n for n in externals if n is not None}
+        stale.tunnels = True
+
+
+def _floatingips_of_port(intent: Intent, port_id: str) -> list[str]:
+    """Floating IPs associated with the port, or held by it."""
+    return [*intent.floatingips_by_fixed_port.get(port_id, ()),
+            *intent.floatingips_by_floating_port.get(port_id, ())]
 
 
 def _routers_of_port(intent: Intent, port_id: str) -> set[str]:
@@ -345,6 +425,14 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
             for router_id in _routers_of_port(before, change.id) | _routers_of_port(after, change.id):
                 _stale_router(stale, before, after, router_id)  # an interface of theirs
             for intent in intents:
+                # their gateway; the fixed or floating port of their floating IPs
+                for router_id in intent.routers_by_gateway_port.get(change.id, ()):
+                    _stale_gateway(stale, before, after, router_id)
+                for fip_id in _floatingips_of_port(intent, change.id):
+                    fip_router = intent.floatingips[fip_id].router_id
+                    if fip_router is not None:
+                        _stale_gateway(stale, before, after, fip_router)
+            for intent in intents:
                 port = intent.ports.get(change.id)
                 if port is None:
                     continue
@@ -359,8 +447,8 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
                     # who holds the network's routers, and so their networks, changed
                     for other in intents:
                         for router_id in other.routers_by_network.get(port.network_id, ()):
-                            stale.routers.add(router_id)
                             stale.networks.update(other.router_networks(router_id))
+                            _stale_gateway(stale, before, after, router_id)
         elif change.kind == "network":
             stale.networks.add(change.id)
             stale.tunnels = True  # its type decides tunnels and their encap
@@ -369,8 +457,11 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
                 subnet = intent.subnets.get(change.id)
                 if subnet is not None:
                     stale.networks.add(subnet.network_id)
-                    for other in intents:  # the prefixes of their interfaces' addresses
+                    for other in intents:  # the prefixes of their interfaces' and gateways'
+                        # addresses, the gateways' next hops
                         stale.routers.update(other.routers_by_network.get(subnet.network_id, ()))
+                        stale.routers.update(
+                            other.routers_by_gateway_network.get(subnet.network_id, ()))
         elif change.kind == "security_group":
             stale.groups.add(change.id)
             for intent in intents:  # its rules, which a new or deleted group brings or takes
@@ -386,6 +477,16 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
             stale.tunnels = True
         elif change.kind == "router":
             _stale_router(stale, before, after, change.id)
+        elif change.kind == "floatingip":
+            for intent in intents:
+                fip = intent.floatingips.get(change.id)
+                if fip is None:
+                    continue
+                floating_port = intent.ports.get(fip.floating_port_id)
+                if floating_port is not None:  # remote_ports leave floating IP ports out
+                    stale.networks.add(floating_port.network_id)
+                if fip.router_id is not None:
+                    _stale_gateway(stale, before, after, fip.router_id)
         else:
             return None
     stale.routers |= _routers_with_new_keys(before, after)
@@ -412,8 +513,11 @@ def _holds_router(intent: Intent, chassis: str, router_id: str) -> bool:
 
 
 def _holds_network(intent: Intent, chassis: str, network_id: str) -> bool:
-    return chassis in intent.chassis_by_network.get(network_id, ()) or any(
-        _holds_router(intent, chassis, r) for r in intent.routers_by_network.get(network_id, ()))
+    return (chassis in intent.chassis_by_network.get(network_id, ())
+            or any(_holds_router(intent, chassis, r)
+                   for r in intent.routers_by_network.get(network_id, ()))
+            or any(chassis in intent.floatingip_hosts(r) and _holds_router(intent, chassis, r)
+                   for r in intent.routers_by_gateway_network.get(network_id, ())))
 
 
 def _network_item(intent: Intent, chassis: str, network_id: str) -> Document | None:
@@ -446,7 +550,7 @@ def _router_item(intent: Intent, chassis: str, router_id: str) -> Document | Non
 
 def _held_networks(intent: Intent, chassis: str) -> list[str]:
     local = {intent.ports[p].network_id for p in intent.ports_by_chassis.get(chassis, ())}
-    return _held(intent, local)[1]
+    return _held(intent, chassis, local)[1]
 
 
 def recompile_chassis(
@@ -507,14 +611,36 @@ def _affected_in(intent: Intent, change: Change) -> set[str] | None:
         hosts |= intent.network_hosts(port.network_id)
         for group_id in port.security_group_ids:  # address sets it is a member of
             hosts |= intent.address_set_consumers(group_id)
+        # the routers it is the gateway of, or the fixed or floating port of a floating IP of
+        # (their external network is held by some of their holders)
+        for router_id in intent.routers_by_gateway_port.get(change.id, ()):
+            hosts |= intent.router_hosts(router_id)
+        for fip_id in _floatingips_of_port(intent, change.id):
+            fip_router = intent.floatingips[fip_id].router_id
+            if fip_router is not None:
+                hosts |= intent.router_hosts(fip_router)
         return hosts
-    if change.kind in KINDS_WITHOUT_DOCUMENTS:  # port status (ACTIVE / DOWN), floating IPs
+    if change.kind in KINDS_WITHOUT_DOCUMENTS:  # port status (ACTIVE / DOWN), port forwardings
         return set()
+    if change.kind == "floatingip":  # its router's item and external network; the remote_ports
+        fip = intent.floatingips.get(change.id)  # of its port's network
+        if fip is None:
+            return set()
+        hosts = intent.router_hosts(fip.router_id) if fip.router_id is not None else set()
+        floating_port = intent.ports.get(fip.floating_port_id)
+        if floating_port is not None:
+            hosts |= intent.network_hosts(floating_port.network_id)
+        return hosts
     if change.kind == "network":
         return intent.network_hosts(change.id)
-    if change.kind == "subnet":  # its network's item; the addresses of routers' interfaces
-        subnet = intent.subnets.get(change.id)
-        return intent.network_hosts(subnet.network_id) if subnet else set()
+    if change.kind == "subnet":  # its network's item; the addresses of routers' interfaces,
+        subnet = intent.subnets.get(change.id)  # and of their gateways (and next hops)
+        if subnet is None:
+            return set()
+        hosts = intent.network_hosts(subnet.network_id)
+        for router_id in intent.routers_by_gateway_network.get(subnet.network_id, ()):
+            hosts |= intent.router_hosts(router_id)
+        return hosts
     if change.kind == "security_group":
         # the group's own document; address sets depend on port membership only (port changes)
         return set(intent.chassis_by_group.get(change.id, ()))
@@ -536,10 +662,14 @@ def _all_chassis(intent: Intent) -> set[str]:
 
 
 def _moved_interfaces(before: Intent, after: Intent, router_id: str) -> set[str]:
-    """Chassis holding a network where the router gained or lost an interface (the network's
-    remote_ports leave interfaces out)."""
+    """Chassis holding a network where the router gained or lost an interface or its gateway
+    port (the network's remote_ports leave them out)."""
     moved = set(before.interfaces_by_router.get(router_id, ())) ^ set(
         after.interfaces_by_router.get(router_id, ()))
+    gateways = {intent.routers[router_id].gw_port_id if router_id in intent.routers else None
+                for intent in (before, after)}
+    if len(gateways) > 1:
+        moved |= {p for p in gateways if p is not None}
     hosts: set[str] = set()
     for intent in (before, after):
         hosts |= _hosts_of_networks(intent, {intent.ports[p].network_id

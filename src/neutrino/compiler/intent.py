@@ -1,5 +1,5 @@
 """The intent snapshot the compiler reads: every network, subnet, port, security group, rule,
-chassis, router and router port, as immutable rows, with the indexes compilation needs.
+chassis, router, router port and floating IP, as immutable rows, with the indexes compilation needs.
 
 `load_intent` reads it from the database with one SELECT per table (no per-object queries);
 tests build `Intent` objects directly. The snapshot tolerates dangling references (a port naming
@@ -130,6 +130,21 @@ class RouterPortRow:
     port_type: str  # the device_owner it was attached as (an interface owner, or the gateway's)
 
 
+@dataclass(frozen=True)
+class FloatingIpRow:
+    """A floating IP: `floating_ip_address`, held by the port `floating_port_id`
+    (network:floatingip) on `floating_network_id`, stands for `fixed_ip_address` of
+    `fixed_port_id` (both None while unassociated) through `router_id`."""
+
+    id: str
+    floating_network_id: str
+    floating_port_id: str
+    floating_ip_address: str
+    fixed_port_id: str | None = None
+    fixed_ip_address: str | None = None
+    router_id: str | None = None
+
+
 def is_interface(row: RouterPortRow | None) -> bool:
     """Whether a router port row makes its port an interface of its router."""
     return row is not None and row.port_type in INTERFACE_OWNERS
@@ -195,6 +210,11 @@ class Indexes:
     interfaces_by_router: Mapping[str, tuple[str, ...]]
     routers_by_network: Mapping[str, tuple[str, ...]]
     router_keys: Mapping[str, int]
+    routers_by_gateway_port: Mapping[str, tuple[str, ...]]
+    routers_by_gateway_network: Mapping[str, tuple[str, ...]]
+    floatingips_by_router: Mapping[str, tuple[str, ...]]
+    floatingips_by_fixed_port: Mapping[str, tuple[str, ...]]
+    floatingips_by_floating_port: Mapping[str, tuple[str, ...]]
 
 
 INDEX_NAMES = tuple(f.name for f in fields(Indexes))
@@ -216,6 +236,7 @@ class Intent:
     routers: Mapping[str, RouterRow] = field(default_factory=dict)
     #: port id -> the router port row of that port
     router_ports: Mapping[str, RouterPortRow] = field(default_factory=dict)
+    floatingips: Mapping[str, FloatingIpRow] = field(default_factory=dict)
     indexes: InitVar[Indexes | None] = None
 
     # --- indexes (derived) -------------------------------------------------------------------
@@ -248,6 +269,21 @@ class Intent:
                                                               repr=False)
     #: router id -> its tunnel key (`router_tunnel_keys` of every router row)
     router_keys: Mapping[str, int] = field(init=False, compare=False, repr=False)
+    #: port id -> ids of the routers whose gateway it is (their row's gw_port_id), sorted
+    routers_by_gateway_port: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                   repr=False)
+    #: network id -> ids of the routers whose gateway port (an existing port) is on it, sorted
+    routers_by_gateway_network: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                      repr=False)
+    #: router id -> ids of the floating IPs naming it as router_id, sorted
+    floatingips_by_router: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                 repr=False)
+    #: port id -> ids of the floating IPs associated with it (fixed_port_id), sorted
+    floatingips_by_fixed_port: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                     repr=False)
+    #: port id -> ids of the floating IPs it holds the address of (floating_port_id), sorted
+    floatingips_by_floating_port: Mapping[str, tuple[str, ...]] = field(init=False, compare=False,
+                                                                        repr=False)
 
     def __post_init__(self, indexes: Indexes | None) -> None:
         derived = indexes if indexes is not None else derive_indexes(self)
@@ -286,12 +322,55 @@ class Intent:
         return hosts
 
     def network_hosts(self, network_id: str) -> set[str]:
-        """Hosts that hold the network: those with a port bound on it, and those holding a
-        router with an interface on it (they route into it)."""
+        """Hosts that hold the network: those with a port bound on it, those holding a router
+        with an interface on it (they route into it), and those holding a router with its
+        gateway on it and the port of one of its floating IPs (`external_hosts`)."""
         hosts = set(self.chassis_by_network.get(network_id, ()))
         for router_id in self.routers_by_network.get(network_id, ()):
             hosts |= self.router_hosts(router_id)
+        for router_id in self.routers_by_gateway_network.get(network_id, ()):
+            hosts |= self.external_hosts(router_id)
         return hosts
+
+    def gateway_port(self, router_id: str) -> PortRow | None:
+        """The router's gateway port (its row's gw_port_id), when both exist."""
+        router = self.routers.get(router_id)
+        if router is None or router.gw_port_id is None:
+            return None
+        return self.ports.get(router.gw_port_id)
+
+    def gateway_network(self, router_id: str) -> str | None:
+        """The network of the router's gateway port (its external network), if it has one."""
+        port = self.gateway_port(router_id)
+        return port.network_id if port is not None else None
+
+    def router_floatingips(self, router_id: str) -> list[FloatingIpRow]:
+        """The floating IPs the router serves, sorted by id: those naming it that are
+        associated (a fixed port and address) and whose own port exists (its MAC)."""
+        found = []
+        for fip_id in self.floatingips_by_router.get(router_id, ()):
+            fip = self.floatingips[fip_id]
+            if (fip.fixed_port_id is not None and fip.fixed_ip_address is not None
+                    and fip.floating_port_id in self.ports):
+                found.append(fip)
+        return found
+
+    def floatingip_hosts(self, router_id: str) -> set[str]:
+        """Hosts where a port of one of the router's floating IPs is bound."""
+        hosts = set()
+        for fip in self.router_floatingips(router_id):
+            port = self.ports.get(fip.fixed_port_id or "")
+            if port is not None and port.host:
+                hosts.add(port.host)
+        return hosts
+
+    def external_hosts(self, router_id: str) -> set[str]:
+        """Hosts that hold the router's external network through it: those holding the router
+        (it has a gateway) that host the port of one of its floating IPs."""
+        if self.gateway_network(router_id) is None:
+            return set()
+        fip_hosts = self.floatingip_hosts(router_id)
+        return self.router_hosts(router_id) & fip_hosts if fip_hosts else set()
 
 
 def _is_served_dhcp_port(port: PortRow) -> bool:
@@ -332,7 +411,23 @@ def derive_indexes(intent: Intent) -> Indexes:
         routers_by_network=_group((intent.ports[r.port_id].network_id, r.router_id)
                                   for r in interfaces if r.port_id in intent.ports),
         router_keys=router_tunnel_keys(intent.routers),
+        routers_by_gateway_port=_group((r.gw_port_id, r.id) for r in intent.routers.values()
+                                       if r.gw_port_id),
+        routers_by_gateway_network=_group(
+            (intent.ports[r.gw_port_id].network_id, r.id) for r in intent.routers.values()
+            if r.gw_port_id and r.gw_port_id in intent.ports),
+        **_floatingip_indexes(intent.floatingips.values()),
     )
+
+
+def _floatingip_indexes(fips: Any) -> dict[str, Mapping[str, tuple[str, ...]]]:
+    rows = list(fips)
+    return {
+        "floatingips_by_router": _group((f.router_id, f.id) for f in rows if f.router_id),
+        "floatingips_by_fixed_port": _group((f.fixed_port_id, f.id) for f in rows
+                                            if f.fixed_port_id),
+        "floatingips_by_floating_port": _group((f.floating_port_id, f.id) for f in rows),
+    }
 
 
 def _physical_networks(
@@ -359,6 +454,7 @@ class RowChanges:
     chassis: dict[str, ChassisRow | None] = field(default_factory=dict)
     routers: dict[str, RouterRow | None] = field(default_factory=dict)
     router_ports: dict[str, RouterPortRow | None] = field(default_factory=dict)
+    floatingips: dict[str, FloatingIpRow | None] = field(default_factory=dict)
 
 
 TABLE_NAMES = tuple(f.name for f in fields(RowChanges))
@@ -512,7 +608,32 @@ def _updated_indexes(
         return tuple(sorted({row.router_id for row in rows if row is not None and is_interface(row)}))
 
     routers: Mapping[str, RouterRow] = tables["routers"]
-    routers_came_or_went = any((r in old.routers) != (r in routers) for r in differing["routers"])
+    router_ids = differing["routers"]
+    routers_came_or_went = any((r in old.routers) != (r in routers) for r in router_ids)
+    old_routers = [old.routers[r] for r in router_ids if r in old.routers]
+    new_routers = [routers[r] for r in router_ids if r in routers]
+    routers_by_gateway_port = moved(old_routers, new_routers, old.routers_by_gateway_port,
+                                    lambda r: [(r.gw_port_id, r.id)] if r.gw_port_id else [])
+    # a router's gateway network moves with its row or with its gateway port's row: one pair
+    # per router, removed as it was and added as it is
+    gateway_routers = set(router_ids)
+    for port_id in port_ids:
+        gateway_routers.update(old.routers_by_gateway_port.get(port_id, ()))
+        gateway_routers.update(routers_by_gateway_port.get(port_id, ()))
+
+    def gateway_pairs(router_rows: Mapping[str, RouterRow],
+                      port_rows: Mapping[str, PortRow]) -> list[tuple[str, str]]:
+        pairs = []
+        for router_id in gateway_routers:
+            row = router_rows.get(router_id)
+            if row is not None and row.gw_port_id is not None and row.gw_port_id in port_rows:
+                pairs.append((port_rows[row.gw_port_id].network_id, router_id))
+        return pairs
+
+    fips: Mapping[str, FloatingIpRow] = tables["floatingips"]
+    fip_ids = differing["floatingips"]
+    old_fips = [old.floatingips[f] for f in fip_ids if f in old.floatingips]
+    new_fips = [fips[f] for f in fip_ids if f in fips]
     return Indexes(
         ports_by_chassis=moved(old_ports, new_ports, old.ports_by_chassis,
                                lambda p: [(p.host, p.id)] if p.host else []),
@@ -540,6 +661,17 @@ def _updated_indexes(
         # a new or deleted router can move the key of another only when their hashes collide;
         # such a change is rare enough to give every key again
         router_keys=router_tunnel_keys(routers) if routers_came_or_went else old.router_keys,
+        routers_by_gateway_port=routers_by_gateway_port,
+        routers_by_gateway_network=_regroup(old.routers_by_gateway_network,
+                                            gateway_pairs(old.routers, old.ports),
+                                            gateway_pairs(routers, ports)),
+        floatingips_by_router=moved(old_fips, new_fips, old.floatingips_by_router,
+                                    lambda f: [(f.router_id, f.id)] if f.router_id else []),
+        floatingips_by_fixed_port=moved(
+            old_fips, new_fips, old.floatingips_by_fixed_port,
+            lambda f: [(f.fixed_port_id, f.id)] if f.fixed_port_id else []),
+        floatingips_by_floating_port=moved(old_fips, new_fips, old.floatingips_by_floating_port,
+                                           lambda f: [(f.floating_port_id, f.id)]),
     )
 
 
@@ -636,6 +768,15 @@ def _router_port_row(row: Any) -> RouterPortRow:
     return RouterPortRow(port_id=row.port_id, router_id=row.router_id, port_type=row.port_type)
 
 
+def _floatingip_row(row: Any) -> FloatingIpRow:
+    return FloatingIpRow(
+        id=row.id, floating_network_id=row.floating_network_id,
+        floating_port_id=row.floating_port_id, floating_ip_address=row.floating_ip_address,
+        fixed_port_id=row.fixed_port_id, fixed_ip_address=row.fixed_ip_address,
+        router_id=row.router_id,
+    )
+
+
 def _ports(conn: Connection, only: Collection[str] | None) -> dict[str, PortRow]:
     """Ports with their addresses and groups: all of them, or those of `only` that exist."""
     allocations = schema.ip_allocations
@@ -673,17 +814,20 @@ def load_intent(conn: Connection) -> Intent:
         routers={row.id: _router_row(row) for row in conn.execute(select(schema.routers))},
         router_ports={row.port_id: _router_port_row(row)
                       for row in conn.execute(select(schema.router_ports))},
+        floatingips={row.id: _floatingip_row(row)
+                     for row in conn.execute(select(schema.floatingips))},
     )
 
 
 # --- the rows a list of changes names ---------------------------------------------------------
 
-#: change kinds whose rows are in no table of the intent: what they change in it (their ports)
-#: is named by changes of its own kind (neutrino.api.resources.floatingips, l3)
-KINDS_WITHOUT_ROWS = frozenset({"floatingip", "port_forwarding"})
+#: change kinds whose rows are in no table of the intent: what they change in it (their ports,
+#: the floating IP's router_id) is named by changes of its own kind
+#: (neutrino.api.resources.port_forwardings, l3)
+KINDS_WITHOUT_ROWS = frozenset({"port_forwarding"})
 #: change kinds `load_changed_rows` reads (a port's status report reads the port again)
 KINDS_WITH_ROWS = frozenset({"network", "subnet", "port", PORT_STATUS_KIND, "security_group",
-                             "security_group_rule", "chassis", "router"})
+                             "security_group_rule", "chassis", "router", "floatingip"})
 
 
 def _read(
@@ -701,7 +845,7 @@ def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Chan
     """Every row of the intent that `changes` can have touched, read again (one SELECT per table
     named): a port with its addresses, groups and router port row, a security group with its
     rules (a new group comes with rules no change names), a router with its router port rows
-    (interfaces and gateway), a network, subnet, rule or chassis row. Raises ValueError for a
+    (interfaces and gateway), a network, subnet, rule, chassis or floating IP row. Raises ValueError for a
     kind it does not know."""
     ids: dict[str, set[str]] = defaultdict(set)
     for change in changes:
@@ -746,6 +890,8 @@ def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Chan
         chassis=_read(conn, schema.chassis, schema.chassis.c.name, ids["chassis"], _chassis_row),
         routers=_read(conn, schema.routers, schema.routers.c.id, router_ids, _router_row),
         router_ports=router_ports,
+        floatingips=_read(conn, schema.floatingips, schema.floatingips.c.id, ids["floatingip"],
+                          _floatingip_row),
     )
 
 
