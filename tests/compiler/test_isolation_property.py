@@ -29,7 +29,10 @@ chassis, a patch port per bridge mapping, the agent's DHCP port):
   both networks: `l2_lookup` hands a frame of network N addressed to the MAC of router R's
   interface on N to R (metadata := R's key), and `ip_routing` of R hands it only to one of R's
   interface networks (metadata := that network's key), with R's interface MAC on it as source;
-  `arp_resolve` of a network addresses it only to a port of that network.
+  `arp_resolve` of a network addresses it only to a port of that network;
+* floating IPs: on a router's gateway network only that router's floating IP MACs lead into it
+  (and the router leaves there only with them); ARP answers from `l2_lookup` carry only those
+  MACs; the agent's ARP requests enter that network only as those MACs.
 
 Together: a frame's network is fixed on entry and changes only through a router joining both
 networks, and every way out of the pipeline is for the network the frame is on. So ports of
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -56,6 +59,7 @@ from compiler.builder import IntentBuilder
 from neutrino.compiler import Intent, compile_chassis, tunnel_key
 from neutrino.compiler.intent import (
     ChassisRow,
+    FloatingIpRow,
     NetworkRow,
     PortRow,
     RouterPortRow,
@@ -153,6 +157,7 @@ def intents(draw: st.DrawFn) -> Intent:
     # distinct per network: one router never joins overlapping subnets), unbound ports
     routers: dict[str, RouterRow] = {}
     router_ports: dict[str, RouterPortRow] = {}
+    floatingips: dict[str, FloatingIpRow] = {}
     order = sorted(networks)
     for r in range(draw(st.integers(0, 2))):
         router_id = f"r{r}"
@@ -171,8 +176,35 @@ def intents(draw: st.DrawFn) -> Intent:
                 project_id=routers[router_id].project_id)
             router_ports[port_id] = RouterPortRow(port_id, router_id,
                                                   "network:router_interface_distributed")
+        # a gateway on a flat / vlan network (172.16.<n>.0/24), and floating IPs there for
+        # some bound ports of the router's networks
+        externals = [n for n in order if networks[n].network_type in ("flat", "vlan")]
+        if not externals or not draw(st.booleans()):
+            continue
+        external = draw(st.sampled_from(externals))
+        index = order.index(external) + 1
+        subnets.setdefault(f"s3-{external}", SubnetRow(
+            f"s3-{external}", external, f"172.16.{index}.0/24", 4, gateway_ip=f"172.16.{index}.1"))
+        gateway_id = f"gw-{router_id}"
+        ports[gateway_id] = PortRow(gateway_id, external, f"fa:16:3e:fe:{r:02x}:{index:02x}",
+                                    ((f"s3-{external}", f"172.16.{index}.{2 + r}"),),
+                                    device_owner="network:router_gateway", device_id=router_id)
+        router_ports[gateway_id] = RouterPortRow(gateway_id, router_id, "network:router_gateway")
+        routers[router_id] = replace(routers[router_id], gw_port_id=gateway_id)
+        candidates = sorted(p.id for p in ports.values() if p.host and p.network_id in joined
+                            and p.device_owner == "compute:nova")
+        for k, fixed in enumerate(draw(st.lists(st.sampled_from(candidates), unique=True,
+                                                max_size=2)) if candidates else []):
+            fip_id, fip_port = f"fip-{router_id}-{k}", f"fp-{router_id}-{k}"
+            address = f"172.16.{index}.{50 + 10 * r + k}"
+            ports[fip_port] = PortRow(fip_port, external, f"fa:16:3e:fd:{r:02x}:{k:02x}",
+                                      ((f"s3-{external}", address),),
+                                      device_owner="network:floatingip", device_id=fip_id)
+            floatingips[fip_id] = FloatingIpRow(fip_id, external, fip_port, address, fixed,
+                                                ports[fixed].fixed_ips[0][1], router_id)
     return Intent(networks=networks, subnets=subnets, ports=ports, security_groups=groups,
-                  rules=rules, chassis=chassis, routers=routers, router_ports=router_ports)
+                  rules=rules, chassis=chassis, routers=routers, router_ports=router_ports,
+                  floatingips=floatingips)
 
 
 # --- one chassis, rendered -----------------------------------------------------------------------
@@ -198,7 +230,8 @@ def render(intent: Intent, name: str) -> Rendered:
     tunnels = {peer: 1 + i for i, peer in enumerate(CHASSIS) if peer != name}
     row = intent.chassis.get(name)
     patches = {physnet: 50 + i for i, (physnet, _bridge) in enumerate(row.bridge_mappings if row else ())}
-    zones = {n.id: i + 1 for i, n in enumerate(sorted(networks, key=lambda n: n.id))}
+    routers = sorted(d.id for d in documents.values() if isinstance(d, RouterPolicy))
+    zones = {z: i + 1 for i, z in enumerate(sorted(n.id for n in networks) + routers)}
     extra: dict[str, Any] = {"provider_ofports": patches} if RENDER_TAKES_PROVIDERS else {}
     flows = render_chassis(documents, local, tunnels, zones, DHCP_OFPORT, **extra)
     return Rendered(name, flows, {local[p.id]: p for p in ports}, {v: k for k, v in tunnels.items()},
@@ -238,6 +271,21 @@ def interface_macs(chassis: Rendered, network: NetworkPolicy,
     return {i.mac_address for r in routers for i in r.interfaces if i.network_id == network.id}
 
 
+def floating_macs(chassis: Rendered, network: NetworkPolicy,
+                  router: RouterPolicy | None = None) -> set[str]:
+    """The MACs of the floating IPs of the routers held here (or of `router`) whose gateway is
+    on `network`."""
+    routers = [router] if router is not None else list(chassis.routers.values())
+    return {f.mac_address for r in routers if r.gateway is not None
+            and r.gateway.network_id == network.id for f in r.floating_ips}
+
+
+def router_networks(router: RouterPolicy) -> set[str]:
+    """The networks a router joins: its interfaces' and its gateway's."""
+    joined = {i.network_id for i in router.interfaces}
+    return joined | ({router.gateway.network_id} if router.gateway is not None else set())
+
+
 def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | None]]:
     """Assert the per-chassis invariants; return the exits: (network key, "tunnel"|"patch",
     peer or physnet, VNI or VLAN id)."""
@@ -250,16 +298,20 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
         metadata = written(flow, "metadata")
         assert not any("metadata" in a.lower() and not a.startswith("set_field")
                        for a in flow.actions), text
-        if metadata and flow.stage == "l2_lookup":  # into a router, by its interface's MAC
+        if metadata and flow.stage == "l2_lookup":  # into a router, by one of its MACs there
             assert len(metadata) == 1 and key in chassis.networks, text
-            router = chassis.routers[metadata[0]]
-            assert match["dl_dst"] in interface_macs(chassis, chassis.networks[key], router), text
+            router, network = chassis.routers[metadata[0]], chassis.networks[key]
+            assert match["dl_dst"] in interface_macs(chassis, network, router) | floating_macs(
+                chassis, network, router), text
         elif metadata and flow.stage == "ip_routing":  # out of a router, to one of its networks
             assert len(metadata) == 1 and key in chassis.routers, text
             router, network = chassis.routers[key], chassis.networks[metadata[0]]
-            assert any(i.network_id == network.id for i in router.interfaces), text
+            assert network.id in router_networks(router), text
             assert set(_SET_MAC.findall(",".join(flow.actions))) <= interface_macs(
-                chassis, network, router), text
+                chassis, network, router) | floating_macs(chassis, network, router), text
+        elif metadata and flow.stage == "native_dhcp":  # the agent's ARP, as a floating IP
+            assert len(metadata) == 1 and int(match["reg6"]) == DHCP_OFPORT, text
+            assert match["dl_src"] in floating_macs(chassis, chassis.networks[metadata[0]]), text
         elif metadata:
             assert flow.stage == "classify" and len(metadata) == 1, text
             in_port = int(match["in_port"])
@@ -294,7 +346,10 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
                     assert chassis.vif_port[ofport].network_id == network.id, text
         # answers: only with a MAC of the network asked
         replied = _SET_MAC.findall(",".join(flow.actions))
-        if replied and flow.stage != "ip_routing":
+        if replied and flow.stage == "l2_lookup":  # ARP for a floating IP, from outside too
+            assert key in chassis.networks, text
+            assert set(replied) <= floating_macs(chassis, chassis.networks[key]), text
+        elif replied and flow.stage != "ip_routing":
             assert flow.stage == "arp_nd_responder" and key in chassis.networks, text
             network = chassis.networks[key]
             assert set(replied) <= port_macs(chassis, network) | interface_macs(chassis, network), text
@@ -312,12 +367,15 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
                 elif name == "vlan_vid":
                     vlan = int(value, 0) & 0xFFF
             if action == "IN_PORT":  # back to the asker: a neighbour or an echo answer
-                assert flow.stage in ("arp_nd_responder", "l3_input"), text
+                assert flow.stage in ("arp_nd_responder", "l3_input", "l2_lookup"), text
             if not action.startswith("output:"):
                 continue
             out = int(action.split(":")[1])
             if out in chassis.vif_port:
                 assert flow.stage == "output" and match == {"reg7": str(out)}, text
+            elif out == DHCP_OFPORT and flow.stage == "l2_lookup":  # ARP to a floating IP's MAC
+                assert key in chassis.networks and match.get("dl_type") == "0x0806", text
+                assert match["dl_dst"] in floating_macs(chassis, chassis.networks[key]), text
             elif out == DHCP_OFPORT:
                 assert flow.stage == "native_dhcp" and int(match["reg6"]) in chassis.vif_port, text
             elif out in chassis.tunnel_peer:
