@@ -51,6 +51,8 @@ CLOUD = "neutrino-lab"  # the admin cloud `neutrino lab up` writes into clouds.y
 MARKER = ".neutrino-demo"  # marks a state directory as the demo's own (safe to clear)
 CIDR = "10.0.0.0/24"  # both projects use it
 BACK_CIDR = "10.0.1.0/24"  # red-back, behind red-router
+PUBLIC_NETWORK = "public"  # the lab's external network (neutrino lab up makes it)
+EXTERNAL = "external"  # the lab's upstream namespace (`neutrino lab exec external -- ...`)
 HOSTS = 3
 PING_DEADLINE = 3  # seconds: a blocked ping costs this much
 PING = ("ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(PING_DEADLINE))  # done at the 1st reply
@@ -140,6 +142,10 @@ PROBES = (
           "routed: db admits group web, from the other subnet too"),
     Probe(13, "blue-client", "red-batch", "ping", None, False,
           "isolated: no router joins blue-net to red-back"),
+    Probe(14, "external", "red-web-fip", "ping", None, True,
+          "floating IP: red-web's own host translates it (DNAT), no gateway host on the path"),
+    Probe(15, "red-web", "external", "ping", None, True,
+          "out as its floating IP: SNAT on red-web's own host, through its provider bridge"),
 )
 
 LESSONS = (
@@ -154,6 +160,9 @@ LESSONS = (
     "routing is distributed: red-client's own host routes its packets to red-back and sends "
     "them straight to red-batch's host (11); groups still decide after routing (12); a router "
     "joins only the networks it has interfaces on (13)",
+    "floating IPs are distributed too: the upstream network (the lab's external namespace) "
+    "reaches red-web by its floating IP, and red-web goes out as it, both translated on "
+    "red-web's own host (14, 15)",
 )
 
 
@@ -220,6 +229,7 @@ class Outcome:
 class Demo:
     state_dir: Path
     instances: dict[str, Instance] = field(default_factory=dict)
+    floating: dict[str, str] = field(default_factory=dict)  # instance -> its floating IP
     listeners: set[subprocess.Popen[str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -287,6 +297,15 @@ class Demo:
             if port.status != "ACTIVE":
                 raise DemoError(f"port of {inst.name} is {port.status}, not ACTIVE")
         console.print(self.instance_table())
+        # the probes' other ends: the upstream namespace, and red-web by its floating IP
+        public = admin.network.find_network(PUBLIC_NETWORK, ignore_missing=False)
+        upstream = next(iter(admin.network.subnets(network_id=public.id))).gateway_ip
+        self.instances[EXTERNAL] = Instance(InstanceSpec(EXTERNAL, "world", "upstream", ()),
+                                            address=str(upstream))
+        for name, address in self.floating.items():
+            inst = self.instances[name]
+            self.instances[f"{name}-fip"] = Instance(
+                InstanceSpec(f"{name}-fip", inst.spec.project, inst.spec.host, ()), address=address)
 
     def build_project(self, spec: ProjectSpec, conn: Any, admin: Any) -> Tree:
         net = conn.network.create_network(name=f"{spec.short}-net")
@@ -332,6 +351,12 @@ class Demo:
             inst = Instance(inst_spec, port_id=port.id, address=port.fixed_ips[0]["ip_address"])
             self.instances[inst.name] = inst
         tree.add(f"ports: {', '.join(i.name for i in INSTANCES if i.project == spec.short)}")
+        if spec.back_cidr is not None:  # red-web gets a floating IP on the external network
+            web = self.instances[f"{spec.short}-web"]
+            public = conn.network.find_network(PUBLIC_NETWORK, ignore_missing=False)
+            fip = conn.network.create_ip(floating_network_id=public.id, port_id=web.port_id)
+            self.floating[web.name] = str(fip.floating_ip_address)
+            tree.add(f"floating IP {fip.floating_ip_address} on {PUBLIC_NETWORK} for {web.name}")
         return tree
 
     def build_back(self, spec: ProjectSpec, conn: Any, net: Any, subnet: Any,
@@ -341,12 +366,15 @@ class Demo:
         back = conn.network.create_network(name=f"{spec.short}-back")
         back_subnet = conn.network.create_subnet(network_id=back.id, name=f"{spec.short}-back-subnet",
                                                  ip_version=4, cidr=spec.back_cidr)
-        router = conn.network.create_router(name=f"{spec.short}-router")
+        public = conn.network.find_network(PUBLIC_NETWORK, ignore_missing=False)
+        router = conn.network.create_router(name=f"{spec.short}-router",
+                                            external_gateway_info={"network_id": public.id})
         for joined in (subnet, back_subnet):
             conn.network.add_interface_to_router(router, subnet_id=joined.id)
         tree.add(f"network {back.name}, subnet {back_subnet.cidr} (gateway {back_subnet.gateway_ip})")
         tree.add(f"router {router.name}: interfaces {subnet.gateway_ip} on {net.name}, "
-                 f"{back_subnet.gateway_ip} on {back.name} (distributed: every host routes)")
+                 f"{back_subnet.gateway_ip} on {back.name} (distributed: every host routes); "
+                 f"gateway on the lab's external network {PUBLIC_NETWORK}")
         return back, back_subnet
 
     def boot(self, inst: Instance) -> None:
@@ -493,7 +521,7 @@ class Demo:
         table.add_column("expected", no_wrap=True)
         table.add_column("result", no_wrap=True)
         table.add_column("why")
-        colors = {p.short: p.color for p in PROJECTS}
+        colors = {p.short: p.color for p in PROJECTS} | {"world": "magenta"}
         for outcome in outcomes:
             probe = outcome.probe
             source, target = self.instances[probe.source], self.instances[probe.target]
