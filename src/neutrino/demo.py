@@ -143,9 +143,9 @@ PROBES = (
     Probe(13, "blue-client", "red-batch", "ping", None, False,
           "isolated: no router joins blue-net to red-back"),
     Probe(14, "external", "red-web-fip", "ping", None, True,
-          "floating IP: red-web's own host translates it (DNAT), no gateway host on the path"),
+          "floating IP: DNAT on red-web's own host"),
     Probe(15, "red-web", "external", "ping", None, True,
-          "out as its floating IP: SNAT on red-web's own host, through its provider bridge"),
+          "out as its floating IP: SNAT on its own host"),
 )
 
 LESSONS = (
