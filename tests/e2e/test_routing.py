@@ -138,6 +138,7 @@ def test_instances_configure_ipv6_by_slaac_as_the_api_says_and_route_it(world: W
         assert f"{ip6[name]}/64" in shown and "dynamic" in shown, shown  # from an RA, not static
         route = lab.exec(name, "ip", "-6", "route", "show", "default").stdout
         assert "via fe80::" in route and "proto ra" in route, route
+    assert lab.ping("ra1", "fd71::1", count=2)  # the router answers on its own address
     lab.wait_ping("ra1", ip6["rb1"], timeout=15)
     out = lab.exec("ra1", "ping", "-6", "-n", "-c", "1", "-W", "2", ip6["rb1"]).stdout
     assert "ttl=63" in out or "hlim=63" in out, out  # one router hop

@@ -390,6 +390,10 @@ _ECHO_REPLY = ("push:NXM_OF_ETH_SRC[]", "push:NXM_OF_ETH_DST[]", "pop:NXM_OF_ETH
                "pop:NXM_OF_ETH_DST[]", "push:NXM_OF_IP_SRC[]", "push:NXM_OF_IP_DST[]",
                "pop:NXM_OF_IP_SRC[]", "pop:NXM_OF_IP_DST[]", "set_field:0->icmp_type",
                "set_field:255->nw_ttl", "IN_PORT")
+_ECHO6_REPLY = ("push:NXM_OF_ETH_SRC[]", "push:NXM_OF_ETH_DST[]", "pop:NXM_OF_ETH_SRC[]",
+                "pop:NXM_OF_ETH_DST[]", "push:NXM_NX_IPV6_SRC[]", "push:NXM_NX_IPV6_DST[]",
+                "pop:NXM_NX_IPV6_SRC[]", "pop:NXM_NX_IPV6_DST[]", "set_field:129->icmpv6_type",
+                "set_field:255->nw_ttl", "IN_PORT")  # (OVS fixes the ICMPv6 checksum)
 
 
 def _floating_side(router: RouterPolicy, networks: Mapping[str, NetworkPolicy],
@@ -475,7 +479,10 @@ def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ..
             flows.append(neighbour_reply(net_key, ip, mac, cookie, router=True))
             to_router: dict[str, str | int] = {"metadata": key, "dl_type": IPV6 if v6 else IPV4,
                                                "ipv6_dst" if v6 else "nw_dst": ip}
-            if not v6:
+            if v6:
+                flows.append(Flow.make("l3_input", 100, {**to_router, "nw_proto": 58,
+                                                         "icmpv6_type": 128}, _ECHO6_REPLY, cookie))
+            else:
                 flows.append(Flow.make("l3_input", 100, {**to_router, "nw_proto": 1, "icmp_type": 8},
                                        _ECHO_REPLY, cookie))
             flows.append(Flow.make("l3_input", 90, to_router, (), cookie))

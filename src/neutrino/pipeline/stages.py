@@ -81,7 +81,8 @@ STAGES: tuple[Stage, ...] = (
           "router interface or floating IP (-> l3_input, router key in metadata); ARP from an "
           "external network for a local floating IP is answered; broadcast/unknown -> flood"),
     Stage("l3_input", 52,
-          frozenset({"metadata", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type"}),
+          frozenset({"metadata", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type",
+                     "icmpv6_type"}),
           frozenset({"ip_routing"}),
           "a packet to a router (metadata = router key): echo requests to its addresses are "
           "answered, anything else to them dropped; to a local floating IP: DNAT to its fixed "
