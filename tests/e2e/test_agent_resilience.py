@@ -169,6 +169,29 @@ def test_a_restarted_vswitchd_gets_every_flow_back(net: Net) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_bfd_on_the_tunnels_reports_a_dead_peer_and_its_return(net: Net) -> None:
+    """Every tunnel runs BFD (100 ms); each agent reports its sessions in GET /v2.0/agents
+    (configurations.bfd). host2's vswitchd dies: host1 reports host2 down within about a
+    second (3 missed packets, then the next heartbeat); it comes back: up again."""
+    lab = net.lab
+
+    def host1_sees_host2() -> str | None:
+        agents = {a.host: a for a in lab.cloud.network.agents()}
+        return (agents["host1"].configuration.get("bfd") or {}).get("host2")
+
+    wait_until(lambda: host1_sees_host2() == "up", timeout=15, message="BFD host1-host2 up")
+    lab.cli("lab", "fail", "host2", "--how", "vswitchd")
+    try:
+        started = time.monotonic()
+        wait_until(lambda: host1_sees_host2() == "down", timeout=10,
+                   message="host1 reports host2's BFD session down")
+        assert time.monotonic() - started < 5
+    finally:
+        lab.cli("lab", "heal", "host2")
+    wait_until(lambda: host1_sees_host2() == "up", timeout=15, message="BFD host1-host2 up again")
+    lab.wait_ping("vm1", net.ip["vm2"], timeout=15)
+
+
 # --- (h) a restarted agent converges to what a fresh one installs --------------------------------
 
 def test_an_agent_that_missed_changes_converges_to_a_fresh_agents_flows(net: Net) -> None:

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ovsdbapp.backend.ovs_idl import connection, event, idlutils
@@ -78,6 +78,8 @@ class Iface:
     link_up: bool
     external_ids: Mapping[str, str]
     options: Mapping[str, str]
+    bfd: Mapping[str, str] = field(default_factory=dict)  # its BFD configuration
+    bfd_status: Mapping[str, str] = field(default_factory=dict)  # what OVS says of the session
 
 
 def _iface(bridge: str, row: Any) -> Iface:
@@ -85,7 +87,8 @@ def _iface(bridge: str, row: Any) -> Iface:
     link = row.link_state[0] if row.link_state else "down"
     return Iface(bridge=bridge, name=row.name, type=row.type, ofport=ofport,
                  link_up=link == "up" and ofport > 0, external_ids=dict(row.external_ids),
-                 options=dict(row.options))
+                 options=dict(row.options), bfd=dict(getattr(row, "bfd", {}) or {}),
+                 bfd_status=dict(getattr(row, "bfd_status", {}) or {}))
 
 
 class _InterfaceChanged(event.RowEvent):
@@ -268,6 +271,18 @@ class HostOvsdb:
             return out
         return dict(self._derive("tunnel_ofports", None, compute))
 
+    def bfd_states(self) -> dict[str, str]:
+        """Peer chassis -> "up" / "down": the BFD session on the tunnel to it ("up" when OVS
+        says it is forwarding), for tunnels that run BFD."""
+        def compute(_: list[Iface]) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for iface in self._bridge_interfaces():
+                peer = iface.external_ids.get("neutrino-peer")
+                if peer and iface.bfd.get("enable") == "true":
+                    out[peer] = "up" if iface.bfd_status.get("forwarding") == "true" else "down"
+            return out
+        return dict(self._derive("bfd_states", None, compute))
+
     def ofport_of(self, name: str) -> int | None:
         """The ofport of br-int's interface `name` (None while it is missing or unattached)."""
         by_name = self._derive("by_name", None, lambda _: {
@@ -288,9 +303,12 @@ class HostOvsdb:
                                         ("external_ids", {"neutrino-role": role})))
             self._interfaces_changed()
 
-    def ensure_tunnels(self, peers: Mapping[str, TunnelSpec]) -> None:
-        """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction."""
-        wanted_peers = tuple(sorted(peers.items()))
+    def ensure_tunnels(self, peers: Mapping[str, TunnelSpec], bfd_interval: int = 0) -> None:
+        """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction; with
+        `bfd_interval` (ms) > 0, each runs BFD at that interval (min_rx = min_tx, mult 3)."""
+        wanted_bfd = {"enable": "true", "min_rx": str(bfd_interval),
+                      "min_tx": str(bfd_interval)} if bfd_interval > 0 else {}
+        wanted_peers = (tuple(sorted(peers.items())), bfd_interval)
         version, _ = self._versioned_interfaces()
         if self._derived.get("tunnels") == (version, wanted_peers, True):
             return  # found right, and no interface changed since
@@ -302,7 +320,8 @@ class HostOvsdb:
             for peer, spec in sorted(peers.items()):
                 iface = existing.get(peer)
                 wanted = {"remote_ip": spec.ip, "key": "flow"}
-                if iface is None or iface.type != spec.encap or dict(iface.options) != wanted:
+                if iface is None or iface.type != spec.encap or dict(iface.options) != wanted \
+                        or dict(iface.bfd) != wanted_bfd:
                     changed.append((peer, spec, wanted, iface))
             if not stale and not changed:
                 self._derived["tunnels"] = (version, wanted_peers, True)
@@ -316,7 +335,7 @@ class HostOvsdb:
                         txn.add(self.api.add_port(self.bridge, name, may_exist=True))
                     txn.add(self.api.db_set(
                         "Interface", name, ("type", spec.encap), ("options", wanted),
-                        ("external_ids", {"neutrino-peer": peer}),
+                        ("external_ids", {"neutrino-peer": peer}), ("bfd", wanted_bfd),
                     ))
             self._interfaces_changed()
 

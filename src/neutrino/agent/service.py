@@ -73,6 +73,7 @@ class AgentConfig:
     token: str | None = None  # X-Auth-Token (admin); None for a noauth server
     ofctl_env: dict[str, str] = field(default_factory=dict)
     native_dhcp: bool = True  # answer DHCPv4 on this chassis (neutrino.agent.dhcp_responder)
+    bfd_interval: int = 100  # ms between BFD packets on every tunnel (0 = no BFD)
 
 
 class Agent:
@@ -345,7 +346,7 @@ class Agent:
         started = time.perf_counter()
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
                  if isinstance(doc, TunnelPolicy)}
-        await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers)
+        await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval)
         # flat / vlan networks leave through the patch port to their physnet's provider bridge
         provider = await asyncio.to_thread(self.ovsdb.ensure_provider_patches,
                                            self.config.bridge_mappings)
@@ -502,9 +503,12 @@ class Agent:
     async def _heartbeat_forever(self) -> None:
         while True:
             started = time.monotonic()
+            body: dict[str, Any] = {"realised_revision": self.realised}
+            if self.ovsdb is not None and self.config.bfd_interval > 0:
+                body["bfd"] = self.ovsdb.bfd_states()  # each tunnel's session: the peer's view
             try:
                 await self.http.put(f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat",
-                                    json={"realised_revision": self.realised})
+                                    json=body)
             except httpx.HTTPError as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(max(0.0, self.config.heartbeat_interval

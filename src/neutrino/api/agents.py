@@ -9,7 +9,9 @@ roles are admin). Routes:
   refreshes (200) a chassis; it is also a heartbeat and sets `started_at`. A new chassis or a
   change of what the compiler uses writes an outbox row of kind `chassis`, so the compiler loop
   compiles that chassis.
-- `PUT /v2.0/neutrino/chassis/{name}/heartbeat` `{"realised_revision": N}` (body optional).
+- `PUT /v2.0/neutrino/chassis/{name}/heartbeat` `{"realised_revision": N, "bfd": {peer:
+  "up"|"down"}}` (body optional): the BFD state of each tunnel lands in the agent's
+  `configurations.bfd`.
 - `GET /v2.0/neutrino/chassis/{name}/policy?since=N`: `application/x-ndjson`, one JSON object
   per line: a `snapshot` (when `since` is absent, 0, compacted away or unknown) or the `change`s
   after N, then changes as they are committed, and a `keepalive` carrying the committed
@@ -41,7 +43,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -101,6 +103,8 @@ class HeartbeatBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     realised_revision: int | None = Field(default=None, ge=0)
+    # peer chassis -> state of the BFD session on the tunnel to it, as this agent sees it
+    bfd: dict[str, Literal["up", "down"]] | None = None
 
 
 class PortStatusBody(BaseModel):
@@ -188,6 +192,11 @@ class Distribution:
         if body.realised_revision is not None:
             values["realised_revision"] = body.realised_revision
         with self.db.write() as conn:
+            if body.bfd is not None:  # kept in configurations (GET /v2.0/agents), when it changed
+                known = conn.execute(select(chassis_table.c.configurations)
+                                     .where(chassis_table.c.name == name)).scalar_one_or_none()
+                if known is not None and known.get("bfd") != body.bfd:
+                    values["configurations"] = {**known, "bfd": body.bfd}
             done = conn.execute(update(chassis_table).where(chassis_table.c.name == name)
                                 .values(**values))
             if done.rowcount == 0:

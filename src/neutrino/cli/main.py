@@ -115,6 +115,8 @@ def agent(
     gateway_priority: int = typer.Option(0, help="Priority among gateway hosts."),
     availability_zone: str = typer.Option("nova", help="Availability zone of this host."),
     heartbeat_interval: float = typer.Option(1.0, help="Seconds between heartbeats."),
+    bfd_interval: int = typer.Option(100, help="Milliseconds between BFD packets on every "
+                                     "tunnel (detection after 3 missed); 0 turns BFD off."),
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
                                               help="Password of user admin (omit for noauth)."),
     admin_password_file: Path | None = typer.Option(None, help="Read the admin password from "
@@ -144,6 +146,7 @@ def agent(
             bridge_mappings=parse_bridge_mappings(bridge_mappings), is_gateway=gateway,
             gateway_priority=gateway_priority, availability_zone=availability_zone,
             heartbeat_interval=heartbeat_interval, token=token, native_dhcp=native_dhcp,
+            bfd_interval=bfd_interval,
         )
         await Agent(config).run()
 
