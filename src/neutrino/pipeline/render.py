@@ -166,9 +166,10 @@ class ChassisRenderer:
         items are not needed: `tunnel_ofports` says which peers have a tunnel port and its ofport).
         `local_ofports`: port id -> ofport of its plugged VIF (a port is rendered only when
         plugged and admin_state_up).  `tunnel_ofports`: peer chassis -> ofport.
-        `ct_zones`: network id -> conntrack zone (1..65535) on this chassis; the agent allocates
-        them and keeps them in OVSDB so they survive restarts. Without it a network's zone is
-        its tunnel_key, which must then fit 16 bits.
+        `ct_zones`: network id (and router id, for a router translating floating IPs here: its
+        NAT zone) -> conntrack zone (1..65535) on this chassis; the agent allocates them and
+        keeps them in OVSDB so they survive restarts. Without it a network's zone is its
+        tunnel_key, which must then fit 16 bits, and no floating IP is translated.
         `dhcp_ofport`: the ofport of the agent's DHCP port (an internal port where
         `neutrino.agent.dhcp_responder` listens); None = no native DHCP on this chassis.
         `provider_ofports`: physical network -> ofport of the patch port on br-int that leads to
@@ -176,7 +177,6 @@ class ChassisRenderer:
         through it. None = no bridge mappings here.
         `neighbours`: (network id, IP) -> MAC of next hops outside Neutron the agent learned
         (the upstream router of an external network).
-        `ct_zones` also holds a zone per router with floating IPs here (its NAT zone).
         """
         try:
             signatures = _signatures(documents, local_ofports, tunnel_ofports, ct_zones,
