@@ -13,10 +13,9 @@ from neutrino.agent.ra import (
     RouterAdvert,
     advert_for,
     build_advertisement,
-    link_local,
     parse_solicitation,
 )
-from neutrino.pipeline.render import key_mac
+from neutrino.pipeline.render import eui64_link_local, key_mac
 from neutrino.policy.model import (
     FixedIp,
     NetworkPolicy,
@@ -54,7 +53,7 @@ def test_the_advert_follows_the_subnets_ra_mode(mode: str, managed: bool, other:
     assert advert is not None
     assert (advert.managed, advert.other) == (managed, other)
     assert [(str(p.network), p.autonomous) for p in advert.prefixes] == [("fd00:1::/64", autonomous)]
-    assert advert.router_ip == "fe80::f816:3eff:fe00:101" == link_local(ROUTER_MAC)
+    assert advert.router_ip == "fe80::f816:3eff:fe00:101" == eui64_link_local(ROUTER_MAC)
     assert advert.mtu == 1442
 
 
@@ -74,7 +73,7 @@ def test_the_frame_is_an_advertisement_with_a_valid_checksum() -> None:
     assert frame[6:12] == bytes.fromhex(ROUTER_MAC.replace(":", ""))
     ipv6, icmp = frame[14:54], frame[54:]
     src, dst = ipv6[8:24], ipv6[24:40]
-    assert ipv6[7] == 255 and ipaddress.IPv6Address(src) == ipaddress.IPv6Address(link_local(ROUTER_MAC))
+    assert ipv6[7] == 255 and ipaddress.IPv6Address(src) == ipaddress.IPv6Address(eui64_link_local(ROUTER_MAC))
     assert struct.unpack("!H", ipv6[4:6])[0] == len(icmp)
     pseudo = src + dst + struct.pack("!IxxxB", len(icmp), 58)
     assert internet_checksum(pseudo + icmp) == 0  # the checksum field makes it sum to zero

@@ -49,6 +49,16 @@ RECEIVE_SIZE = 65535
 ERROR_PAUSE = 0.5  # seconds to wait after a failed receive (e.g. the interface went down)
 
 
+def mac_bytes(mac: str) -> bytes:
+    """`fa:16:3e:00:00:01` -> its 6 bytes."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def mac_text(raw: bytes) -> str:
+    """6 bytes -> `fa:16:3e:00:00:01`."""
+    return raw.hex(":")
+
+
 class PacketResponder:
     """Answers frames of one ethertype received on `ifname` (`handle_frame`, in subclasses).
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from neutrino.agent.dhcp_responder import PacketResponder
+from neutrino.agent.dhcp_responder import PacketResponder, mac_bytes, mac_text
 
 log = logging.getLogger("neutrino.agent.neighbours")
 
@@ -40,17 +40,9 @@ class Wanted:
         return self.network_id, self.ip
 
 
-def _mac_bytes(mac: str) -> bytes:
-    return bytes(int(b, 16) for b in mac.split(":"))
-
-
-def _mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
 def build_request(wanted: Wanted) -> bytes:
     """The broadcast ARP request for `wanted.ip`, from `as_mac` / `as_ip`."""
-    sender = _mac_bytes(wanted.as_mac)
+    sender = mac_bytes(wanted.as_mac)
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + sender \
         + ipaddress.IPv4Address(wanted.as_ip).packed + bytes(6) \
         + ipaddress.IPv4Address(wanted.ip).packed
@@ -63,8 +55,8 @@ def parse_reply(frame: bytes) -> tuple[str, str, str] | None:
         return None
     if struct.unpack("!H", frame[20:22])[0] != 2:
         return None
-    return (str(ipaddress.IPv4Address(frame[28:32])), _mac_text(frame[22:28]),
-            _mac_text(frame[32:38]))
+    return (str(ipaddress.IPv4Address(frame[28:32])), mac_text(frame[22:28]),
+            mac_text(frame[32:38]))
 
 
 class NeighbourResolver(PacketResponder):

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from neutrino.agent.dhcp import internet_checksum
-from neutrino.agent.dhcp_responder import PacketResponder
-from neutrino.pipeline.render import key_mac
+from neutrino.agent.dhcp_responder import PacketResponder, mac_bytes, mac_text
+from neutrino.pipeline.render import eui64_link_local, key_mac
 from neutrino.policy.model import NetworkPolicy, PortPolicy, RouterPolicy
 
 log = logging.getLogger("neutrino.agent.ra")
@@ -43,14 +43,6 @@ ROUTER_LIFETIME = 1800  # seconds (the default route's)
 VALID_LIFETIME, PREFERRED_LIFETIME = 2592000, 604800  # seconds (a prefix's, radvd's defaults)
 ALL_NODES = "ff02::1"
 KEY_PREFIX = key_mac(0)[:11]  # "0a:00:00:00"
-
-
-def link_local(mac: str) -> str:
-    """The EUI-64 link-local address of `mac`."""
-    octets = [int(b, 16) for b in mac.split(":")]
-    octets[0] ^= 0x02
-    eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
-    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6, *eui])))
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ class RouterAdvert:
 
     @property
     def router_ip(self) -> str:
-        return link_local(self.router_mac)
+        return eui64_link_local(self.router_mac)
 
 
 def advert_for(port: PortPolicy, network: NetworkPolicy,
@@ -109,21 +101,17 @@ class Solicitation:
     src_ip: str
 
 
-def _mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
 def parse_solicitation(frame: bytes) -> Solicitation | None:
     """A router solicitation sent to a key MAC, or None for anything else."""
     if len(frame) < 14 + 40 + 8 or struct.unpack("!H", frame[12:14])[0] != ETH_P_IPV6:
         return None
-    dst = _mac_text(frame[0:6])
+    dst = mac_text(frame[0:6])
     if not dst.startswith(KEY_PREFIX):
         return None
     if frame[14 + 6] != ICMPV6 or frame[14 + 40] != ROUTER_SOLICITATION:
         return None
     key = frame[4] << 8 | frame[5]
-    return Solicitation(key, _mac_text(frame[6:12]),
+    return Solicitation(key, mac_text(frame[6:12]),
                         str(ipaddress.IPv6Address(frame[14 + 8:14 + 24])))
 
 
@@ -131,7 +119,7 @@ def build_advertisement(advert: RouterAdvert, key: int, dst_ip: str) -> bytes:
     """The Ethernet frame of the advertisement to the port with `key`, to `dst_ip`."""
     flags = (0x80 if advert.managed else 0) | (0x40 if advert.other else 0)
     body = struct.pack("!BBHBBHII", ROUTER_ADVERTISEMENT, 0, 0, 64, flags, ROUTER_LIFETIME, 0, 0)
-    mac = bytes(int(b, 16) for b in advert.router_mac.split(":"))
+    mac = mac_bytes(advert.router_mac)
     body += struct.pack("!BB", 1, 1) + mac  # source link-layer address
     body += struct.pack("!BBHI", 5, 1, 0, advert.mtu)  # MTU
     for prefix in advert.prefixes:
@@ -145,7 +133,7 @@ def build_advertisement(advert: RouterAdvert, key: int, dst_ip: str) -> bytes:
     checksum = internet_checksum(pseudo + body)
     body = body[:2] + struct.pack("!H", checksum) + body[4:]
     ipv6 = struct.pack("!IHBB", 6 << 28, len(body), ICMPV6, 255) + src + dst
-    ethernet = bytes(int(b, 16) for b in key_mac(key).split(":")) + mac + struct.pack("!H", ETH_P_IPV6)
+    ethernet = mac_bytes(key_mac(key)) + mac + struct.pack("!H", ETH_P_IPV6)
     return ethernet + ipv6 + body
 
 

@@ -22,9 +22,9 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 import orjson
@@ -48,6 +48,7 @@ from neutrino.policy.model import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SLOW_RECONCILE = 0.1  # seconds: a reconcile slower than this is logged with its breakdown
 SWITCH_SETTLE = 0.2  # seconds an OpenFlow connection must hold to count as the switch being up
@@ -92,15 +93,14 @@ class Agent:
         self.http = server_client(config.server, headers)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
         self.renderer = ChassisRenderer()  # the flows of the policy, updated unit by unit
-        self._lease_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None, int, Lease | None]] = {}
         self.ovsdb: HostOvsdb | None = None
         self.dhcp: DhcpResponder | None = None
         self.ra: RaResponder | None = None
         self.neighbours: NeighbourResolver | None = None
         self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
         self.adverts: dict[int, RouterAdvert] = {}  # VIF ofport -> its router advertisement
-        self._advert_inputs: dict[str, tuple[PortPolicy, NetworkPolicy | None,
-                                             tuple[RouterPolicy, ...], RouterAdvert | None]] = {}
+        self._lease_of = PortAnswers[Lease](lambda port, network, _: lease_for(port, network))
+        self._advert_of = PortAnswers[RouterAdvert](advert_for)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -370,7 +370,7 @@ class Agent:
                   tuple(sorted(neighbours.items())))
         delta = FlowDelta()
         if inputs != self._rendered_from or not self.flows.synced:
-            self._update_leases(documents, local)
+            self._update_answers(documents, local)
             self._rendered_from = None  # unknown until the bundle is in
             rendered, delta = await asyncio.to_thread(  # off the event loop: heartbeats go on
                 self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider,
@@ -430,53 +430,21 @@ class Agent:
             if self.neighbours is not None and self.neighbours.wanted:
                 await asyncio.to_thread(self.neighbours.solicit)
 
-    def _update_leases(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
-        """The DHCP lease of every plugged port, by ofport (swapped in whole: the responder's
-        thread only ever reads one complete dict). A lease is recomputed only when its port's
-        or network's document, or its ofport, changed."""
+    def _update_answers(self, documents: Mapping[str, Document], local: Mapping[str, int]) -> None:
+        """What the responders answer each plugged port, by ofport: its DHCP lease and its
+        router advertisement (each swapped in whole: a responder's thread only ever reads one
+        complete dict)."""
         networks = {d.id: d for d in documents.values() if isinstance(d, NetworkPolicy)}
-        leases: dict[int, Lease] = {}
-        known = self._lease_inputs
-        self._lease_inputs = {}
-        for document in documents.values():
-            if isinstance(document, PortPolicy) and document.id in local:
-                network = networks.get(document.network_id)
-                ofport = local[document.id]
-                old = known.get(document.id)
-                if old is not None and old[0] is document and old[1] is network and old[2] == ofport:
-                    lease = old[3]
-                else:
-                    lease = lease_for(document, network) if network is not None else None
-                self._lease_inputs[document.id] = (document, network, ofport, lease)
-                if lease is not None:
-                    leases[ofport] = lease
+        routers = tuple(sorted((d for d in documents.values() if isinstance(d, RouterPolicy)),
+                               key=lambda r: r.id))
+        plugged = [(d, networks.get(d.network_id), local[d.id]) for d in documents.values()
+                   if isinstance(d, PortPolicy) and d.id in local]
+        leases = self._lease_of.update(plugged)
         if leases != self.leases:
             self.leases = leases
             if self.dhcp is not None:
                 self.dhcp.lookup = leases.get
-        self._update_adverts(documents, local, networks)
-
-    def _update_adverts(self, documents: Mapping[str, Document], local: Mapping[str, int],
-                        networks: Mapping[str, NetworkPolicy]) -> None:
-        """The router advertisement of every plugged port a router advertises to, by ofport
-        (recomputed per port only when its port, network or the routers changed)."""
-        routers = tuple(sorted((d for d in documents.values() if isinstance(d, RouterPolicy)),
-                               key=lambda r: r.id))
-        adverts: dict[int, RouterAdvert] = {}
-        known = self._advert_inputs
-        self._advert_inputs = {}
-        for document in documents.values():
-            if not isinstance(document, PortPolicy) or document.id not in local:
-                continue
-            network = networks.get(document.network_id)
-            old = known.get(document.id)
-            if old is not None and old[0] is document and old[1] is network and old[2] == routers:
-                advert = old[3]
-            else:
-                advert = advert_for(document, network, routers) if network is not None else None
-            self._advert_inputs[document.id] = (document, network, routers, advert)
-            if advert is not None:
-                adverts[local[document.id]] = advert
+        adverts = self._advert_of.update(plugged, routers)
         if adverts != self.adverts:
             self.adverts = adverts
             if self.ra is not None:
@@ -513,6 +481,32 @@ class Agent:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(max(0.0, self.config.heartbeat_interval
                                     - (time.monotonic() - started)))
+
+
+class PortAnswers(Generic[T]):
+    """What a responder answers each plugged port (a DHCP lease, a router advertisement), by
+    ofport: `compute(port, network, extra)`, called again for a port only when its document,
+    its network's, its ofport or `extra` changed."""
+
+    def __init__(self, compute: Callable[[PortPolicy, NetworkPolicy, Any], T | None]) -> None:
+        self.compute = compute
+        self._known: dict[str, tuple[tuple[Any, ...], T | None]] = {}  # port id -> inputs, answer
+
+    def update(self, plugged: Iterable[tuple[PortPolicy, NetworkPolicy | None, int]],
+               extra: Any = ()) -> dict[int, T]:
+        known, self._known = self._known, {}
+        answers: dict[int, T] = {}
+        for port, network, ofport in plugged:
+            inputs = (port, network, ofport, extra)
+            old = known.get(port.id)
+            if old is not None and old[0] == inputs:  # (the documents: identical objects)
+                answer = old[1]
+            else:
+                answer = self.compute(port, network, extra) if network is not None else None
+            self._known[port.id] = (inputs, answer)
+            if answer is not None:
+                answers[ofport] = answer
+        return answers
 
 
 def parse_bridge_mappings(text: str | list[str]) -> dict[str, str]:

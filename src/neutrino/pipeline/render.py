@@ -472,7 +472,7 @@ def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ..
                                [load(key, "metadata"), resubmit("l3_input")], cookie))
         if any(ipaddress.ip_address(a.ip_address).version == 6 for a in interface.fixed_ips):
             # its link-local address: the source of its advertisements, the instances' next hop
-            flows.append(neighbour_reply(net_key, _eui64_link_local(mac), mac, cookie, router=True))
+            flows.append(neighbour_reply(net_key, eui64_link_local(mac), mac, cookie, router=True))
         for address in interface.fixed_ips:
             ip = address.ip_address
             v6 = ipaddress.ip_address(ip).version == 6
@@ -828,7 +828,8 @@ def _arp_reply(network_key: int, ip: str, mac: str, cookie: int,
 
 # --- per local port ------------------------------------------------------------------------------
 
-def _eui64_link_local(mac: str) -> str:
+def eui64_link_local(mac: str) -> str:
+    """The EUI-64 link-local address of `mac` (an interface's, as the kernel makes it)."""
     octets = [int(b, 16) for b in mac.split(":")]
     octets[0] ^= 0x02
     eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
@@ -887,7 +888,7 @@ def _port_security_flows(port: PortPolicy, ofport: int, addresses: list[tuple[st
                     {"reg6": ofport, "dl_type": IPV6, "nw_proto": 58, "icmpv6_type": t}, (), cookie)
           for t in (ICMPV6_RA, ICMPV6_NA)),
     ]
-    v6 = [(_eui64_link_local(mac), mac)]
+    v6 = [(eui64_link_local(mac), mac)]
     for ip, pair_mac in addresses:
         network = ipaddress.ip_network(ip, strict=False)
         text = ip if "/" in ip else str(network.network_address)
