@@ -73,7 +73,8 @@ def test_the_frame_is_an_advertisement_with_a_valid_checksum() -> None:
     assert frame[6:12] == bytes.fromhex(ROUTER_MAC.replace(":", ""))
     ipv6, icmp = frame[14:54], frame[54:]
     src, dst = ipv6[8:24], ipv6[24:40]
-    assert ipv6[7] == 255 and ipaddress.IPv6Address(src) == ipaddress.IPv6Address(eui64_link_local(ROUTER_MAC))
+    router_ip = ipaddress.IPv6Address(eui64_link_local(ROUTER_MAC))
+    assert ipv6[7] == 255 and ipaddress.IPv6Address(src) == router_ip
     assert struct.unpack("!H", ipv6[4:6])[0] == len(icmp)
     pseudo = src + dst + struct.pack("!IxxxB", len(icmp), 58)
     assert internet_checksum(pseudo + icmp) == 0  # the checksum field makes it sum to zero
