@@ -66,7 +66,7 @@ def test_the_router_document_has_its_gateway_and_associated_floating_ips() -> No
                        "cidr": "203.0.113.0/24"},
                       {"subnet_id": "sub-ext2", "ip_address": "198.51.100.4",
                        "cidr": "198.51.100.0/24"}],
-        "next_hops": ["203.0.113.1"], "enable_snat": False}
+        "next_hops": ["203.0.113.1"], "enable_snat": False, "chassis": []}
     assert doc["floating_ips"] == [{  # f2, unassociated, is left out
         "id": "f1", "floating_ip_address": "203.0.113.10", "fixed_ip_address": "10.0.0.5",
         "port_id": "a1", "mac_address": "fa:16:3e:00:f1:01", "chassis": "hv1"}]

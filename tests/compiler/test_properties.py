@@ -31,6 +31,7 @@ from neutrino.compiler.intent import (
     SubnetRow,
     is_interface,
 )
+from neutrino.compiler.scheduling import gateway_chassis
 from neutrino.db.outbox import Change
 from neutrino.policy.model import (
     DOCUMENT_TYPES,
@@ -112,10 +113,14 @@ def rules(id: str) -> st.SearchStrategy[RuleRow]:
 
 
 def chassis_rows(name: str) -> st.SearchStrategy[ChassisRow]:
-    def build(ip: str, physnets: frozenset[str]) -> ChassisRow:
-        return ChassisRow(name, ip, tuple(sorted((p, f"br-{p}") for p in physnets)))
+    """A chassis, a gateway chassis (with a priority) or not: routers with a gateway are then
+    scheduled on it, and it holds them."""
+    def build(ip: str, physnets: frozenset[str], gateway: bool, priority: int) -> ChassisRow:
+        return ChassisRow(name, ip, tuple(sorted((p, f"br-{p}") for p in physnets)),
+                          is_gateway=gateway, gateway_priority=priority)
     return st.builds(build, st.sampled_from(("192.0.2.1", "192.0.2.2")),
-                     st.frozensets(st.sampled_from(PHYSNETS)))
+                     st.frozensets(st.sampled_from(PHYSNETS)), st.booleans(),
+                     st.sampled_from((0, 1)))
 
 
 def routers(id: str) -> st.SearchStrategy[RouterRow]:
@@ -260,14 +265,20 @@ def test_isolation(intent: Intent) -> None:
         local_networks = {p.network_id for p in local}
         routers = {r for n in local_networks for r in intent.routers_by_network.get(n, ())
                    if r in intent.routers}
+        # routers with a gateway port are scheduled on gateway chassis: each of those holds them
+        gateways = [(c.name, c.gateway_priority) for c in intent.chassis.values() if c.is_gateway]
+        scheduled = {r.id: gateway_chassis(r.id, gateways) for r in intent.routers.values()
+                     if r.gw_port_id in intent.ports}
+        gateway_of = {r for r, where in scheduled.items() if name in where}
+        routers |= gateway_of
         held_networks = local_networks.union(*(intent.router_networks(r) for r in routers))
         for router_id in routers:  # the external network, for a floating IP of a local port
             router = intent.routers[router_id]
             fixed_ports = {f.fixed_port_id for f in intent.floatingips.values()
                            if f.router_id == router_id and f.fixed_ip_address is not None
                            and f.floating_port_id in intent.ports}
-            if router.gw_port_id in intent.ports and any(
-                    p in intent.ports and intent.ports[p].host == name for p in fixed_ports):
+            if router.gw_port_id in intent.ports and (router_id in gateway_of or any(
+                    p in intent.ports and intent.ports[p].host == name for p in fixed_ports)):
                 held_networks.add(intent.ports[router.gw_port_id].network_id)
         used_groups = {g for p in local if p.port_security_enabled for g in p.security_group_ids}
         for key, doc in docs.items():
@@ -304,7 +315,8 @@ def test_isolation(intent: Intent) -> None:
                 assert all(":" not in a for a in doc.ipv4) and all(":" in a for a in doc.ipv6)
             elif isinstance(doc, RouterPolicy):
                 assert doc.id in routers, "a router of no network of this chassis"
-                assert {i.network_id for i in doc.interfaces} & local_networks
+                assert {i.network_id for i in doc.interfaces} & local_networks \
+                    or doc.id in gateway_of
                 for interface in doc.interfaces:
                     row = intent.router_ports[interface.port_id]
                     assert row.router_id == doc.id and is_interface(row)
@@ -318,6 +330,8 @@ def test_isolation(intent: Intent) -> None:
                     assert doc.gateway is not None and doc.gateway.port_id == gw_port.id
                     assert doc.gateway.network_id == gw_port.network_id
                     assert doc.gateway.enable_snat == intent.routers[doc.id].enable_snat
+                    assert doc.gateway.chassis == scheduled[doc.id]
+                    assert len(doc.gateway.chassis) == min(len(gateways), 3)
                 for fip in doc.floating_ips:
                     row = intent.floatingips[fip.id]
                     assert row.router_id == doc.id and row.fixed_port_id == fip.port_id
@@ -332,7 +346,9 @@ def test_isolation(intent: Intent) -> None:
                 assert doc.ip == intent.chassis[doc.id].tunnel_ip
                 assert any(intent.networks[n].network_type in OVERLAY_TYPES
                            and doc.id in intent.chassis_by_network.get(n, ())
-                           for n in held_networks if n in intent.networks)
+                           for n in held_networks if n in intent.networks) \
+                    or any(doc.id in scheduled.get(r, ()) for r in routers), \
+                    "a tunnel to a chassis of no overlay network or gateway of this chassis"
 
 
 @settings(max_examples=200, deadline=None)

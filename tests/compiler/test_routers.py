@@ -98,7 +98,7 @@ def test_the_router_document() -> None:
                     "mac_address": intent.ports["gw"].mac_address,
                     "fixed_ips": [{"subnet_id": "sub-ext", "ip_address": "203.0.113.5",
                                    "cidr": "203.0.113.0/24"}],
-                    "next_hops": ["203.0.113.1"], "enable_snat": True},
+                    "next_hops": ["203.0.113.1"], "enable_snat": True, "chassis": []},
         "floating_ips": [],
     }
     assert compile_chassis(intent, "hv2")[item_key("hv2", "router", "r1")] == doc

@@ -90,13 +90,15 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, interval:
 # --- a lab for one test module -------------------------------------------------------------------
 
 @contextlib.contextmanager
-def lab_up(tmp_path_factory: pytest.TempPathFactory, *, hosts: int = 2) -> Iterator[E2ELab]:
-    """`neutrino lab up --hosts N` for the block; `neutrino lab down` afterwards, whatever
-    happened, and no namespace of the lab may be left."""
+def lab_up(tmp_path_factory: pytest.TempPathFactory, *, hosts: int = 2,
+           gateways: int = 0) -> Iterator[E2ELab]:
+    """`neutrino lab up --hosts N [--gateways K]` for the block; `neutrino lab down`
+    afterwards, whatever happened, and no namespace of the lab may be left."""
     if LAB_UNAVAILABLE is not None:
         pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
     state_dir = tmp_path_factory.mktemp("lab")
-    up = neutrino(state_dir, "lab", "up", "--hosts", str(hosts), check=False)
+    up = neutrino(state_dir, "lab", "up", "--hosts", str(hosts), "--gateways", str(gateways),
+                  check=False)
     try:
         assert up.returncode == 0, up.stderr
         yield E2ELab(state_dir)

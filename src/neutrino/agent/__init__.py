@@ -1,5 +1,8 @@
-"""The per-host agent: renders its chassis's policy into br-int flows and keeps them installed.
+"""The per-host agent: renders its chassis's policy into br-int flows and keeps them installed
+(`neutrino.agent.service`), answers DHCP, router solicitations and ARP for next hops itself, and
+runs BFD on every tunnel."""
 
-So far: `neutrino.agent.flows.FlowTable` (desired vs installed flows, applied atomically with
-ovs-ofctl bundles).  Watching the policy store and OVSDB comes later.
-"""
+# ms between BFD packets on every tunnel (the agent's --bfd-interval): a gateway fails over in
+# about 3 intervals + 10 ms (docs/benchmarks.md); 10 ms flaps on a loaded 2-core machine
+# (../shared/notes/ovs-userspace-tunnels-bfd.md)
+BFD_INTERVAL = 30

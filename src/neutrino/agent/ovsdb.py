@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -303,12 +303,20 @@ class HostOvsdb:
                                         ("external_ids", {"neutrino-role": role})))
             self._interfaces_changed()
 
-    def ensure_tunnels(self, peers: Mapping[str, TunnelSpec], bfd_interval: int = 0) -> None:
+    def ensure_tunnels(self, peers: Mapping[str, TunnelSpec], bfd_interval: int = 0,
+                       drained: Collection[str] = ()) -> None:
         """Make br-int's tunnel ports exactly one per peer, in one OVSDB transaction; with
-        `bfd_interval` (ms) > 0, each runs BFD at that interval (min_rx = min_tx, mult 3)."""
-        wanted_bfd = {"enable": "true", "min_rx": str(bfd_interval),
-                      "min_tx": str(bfd_interval)} if bfd_interval > 0 else {}
-        wanted_peers = (tuple(sorted(peers.items())), bfd_interval)
+        `bfd_interval` (ms) > 0, each runs BFD at that interval (min_rx = min_tx, mult 3), and
+        the tunnels to `drained` peers signal `bfd:cpath_down=true` (the peer then takes this
+        chassis's end as not forwarding: it sends nothing here that it can send elsewhere, see
+        the agent's readiness)."""
+        def bfd_of(peer: str) -> dict[str, str]:
+            if bfd_interval <= 0:
+                return {}
+            return {"enable": "true", "min_rx": str(bfd_interval), "min_tx": str(bfd_interval),
+                    "cpath_down": "true" if peer in drained else "false"}
+        wanted_peers = (tuple(sorted(peers.items())), bfd_interval,
+                        tuple(sorted(set(drained) & set(peers))))
         version, _ = self._versioned_interfaces()
         if self._derived.get("tunnels") == (version, wanted_peers, True):
             return  # found right, and no interface changed since
@@ -321,7 +329,7 @@ class HostOvsdb:
                 iface = existing.get(peer)
                 wanted = {"remote_ip": spec.ip, "key": "flow"}
                 if iface is None or iface.type != spec.encap or dict(iface.options) != wanted \
-                        or dict(iface.bfd) != wanted_bfd:
+                        or dict(iface.bfd) != bfd_of(peer):
                     changed.append((peer, spec, wanted, iface))
             if not stale and not changed:
                 self._derived["tunnels"] = (version, wanted_peers, True)
@@ -335,7 +343,7 @@ class HostOvsdb:
                         txn.add(self.api.add_port(self.bridge, name, may_exist=True))
                     txn.add(self.api.db_set(
                         "Interface", name, ("type", spec.encap), ("options", wanted),
-                        ("external_ids", {"neutrino-peer": peer}), ("bfd", wanted_bfd),
+                        ("external_ids", {"neutrino-peer": peer}), ("bfd", bfd_of(peer)),
                     ))
             self._interfaces_changed()
 

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import orjson
 
+from neutrino.agent import BFD_INTERVAL
 from neutrino.agent.dhcp import Lease, lease_for
 from neutrino.agent.dhcp_responder import DhcpResponder
 from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
@@ -36,7 +37,7 @@ from neutrino.agent.neighbours import NeighbourResolver, Wanted
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.agent.ra import RaResponder, RouterAdvert, advert_for
 from neutrino.credentials import password_auth
-from neutrino.pipeline.render import ChassisRenderer
+from neutrino.pipeline.render import ChassisRenderer, probe_mac
 from neutrino.policy.model import (
     Document,
     NetworkPolicy,
@@ -74,7 +75,7 @@ class AgentConfig:
     token: str | None = None  # X-Auth-Token (admin); None for a noauth server
     ofctl_env: dict[str, str] = field(default_factory=dict)
     native_dhcp: bool = True  # answer DHCPv4 on this chassis (neutrino.agent.dhcp_responder)
-    bfd_interval: int = 100  # ms between BFD packets on every tunnel (0 = no BFD)
+    bfd_interval: int = BFD_INTERVAL  # ms between BFD packets on every tunnel (0 = no BFD)
 
 
 class Agent:
@@ -99,6 +100,13 @@ class Agent:
         self.neighbours: NeighbourResolver | None = None
         self.leases: dict[int, Lease] = {}  # VIF ofport -> its DHCP lease (read by the responder)
         self.adverts: dict[int, RouterAdvert] = {}  # VIF ofport -> its router advertisement
+        # readiness (HA gateways): until the flows are in after a start or a switch restart,
+        # every tunnel signals bfd:cpath_down, so no peer picks this chassis as a gateway;
+        # a tunnel created later stays drained until the flows using it are in
+        self._switch_ready = False
+        self._switch_lost = False  # the OpenFlow connection dropped and is not back yet
+        self._ready_peers: set[str] = set()
+        self._peers: dict[str, TunnelSpec] = {}
         self._lease_of = PortAnswers[Lease](lambda port, network, _: lease_for(port, network))
         self._advert_of = PortAnswers[RouterAdvert](advert_for)
 
@@ -305,19 +313,53 @@ class Agent:
                 if monitor.returncode is None:  # connected, and it holds
                     if not connected:
                         connected = True
-                        if self.flows.synced:  # not our first start: the switch came back
+                        if self.flows.synced or self._switch_lost:  # the switch came back
                             log.warning("ovs-vswitchd is back; installing every flow again")
                             self.flows.forget()
                             self._rendered_from = None
+                            self._switch_lost = False
                             self._wake.set()
                     await monitor.wait()
                     log.warning("lost the OpenFlow connection to br-int (ovs-vswitchd gone?)")
                     connected = False
+                    await self._drain()
             finally:
                 if monitor.returncode is None:
                     monitor.kill()
                     await monitor.wait()
             await asyncio.sleep(SWITCH_RETRY)
+
+    async def _drain(self) -> None:
+        """The switch lost its flows: signal cpath_down on every tunnel (in OVSDB, which a
+        restarting ovs-vswitchd reads), so no peer sends gateway traffic here until the flows
+        are back (the next reconcile clears it once they are)."""
+        self._switch_ready = False
+        self._switch_lost = True  # no reconcile installs (or undrains) until it is back
+        self.flows.forget()
+        self._rendered_from = None
+        if self.ovsdb is None or not self._peers:
+            return
+        try:
+            await asyncio.to_thread(self.ovsdb.ensure_tunnels, self._peers,
+                                    self.config.bfd_interval, set(self._peers))
+        except Exception:  # ovsdb-server may be gone too; the reconcile retries
+            log.exception("draining the tunnels failed")
+
+    def gateway_roles(self) -> dict[str, str]:
+        """Router id -> "active" / "standby" for each router scheduled on this chassis: active
+        when no gateway chassis before this one in its list is reachable (BFD), as the data
+        path decides (stage gateway_redirect)."""
+        if self.ovsdb is None:
+            return {}
+        states = self.ovsdb.bfd_states()
+        roles: dict[str, str] = {}
+        for doc in self.desired.values():
+            if isinstance(doc, RouterPolicy) and doc.gateway is not None \
+                    and self.config.host in doc.gateway.chassis:
+                before = doc.gateway.chassis[:doc.gateway.chassis.index(self.config.host)]
+                reachable = any(states.get(peer) == "up" for peer in before)
+                roles[doc.id] = "standby" if reachable else "active"
+        return roles
 
     # --- reconciling ----------------------------------------------------------------------------
     async def _reconcile_forever(self) -> None:
@@ -346,7 +388,10 @@ class Agent:
         started = time.perf_counter()
         peers = {doc.id: TunnelSpec(doc.ip, doc.encap) for doc in documents.values()
                  if isinstance(doc, TunnelPolicy)}
-        await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval)
+        self._peers = peers
+        drained = set(peers) - self._ready_peers if self._switch_ready else set(peers)
+        await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval,
+                                drained)
         # flat / vlan networks leave through the patch port to their physnet's provider bridge
         provider = await asyncio.to_thread(self.ovsdb.ensure_provider_patches,
                                            self.config.bridge_mappings)
@@ -355,9 +400,11 @@ class Agent:
         local = {pid: vif.ofport for pid, vif in vifs.items() if pid in ports and vif.ofport > 0}
         networks = {doc.id for doc in documents.values() if isinstance(doc, NetworkPolicy)}
         routers = [doc for doc in documents.values() if isinstance(doc, RouterPolicy)]
-        # a conntrack zone per network, and per router that translates floating IPs here
+        # a conntrack zone per network, and per router that translates addresses here (floating
+        # IPs of local ports; SNAT on a gateway chassis)
         nat_routers = {r.id for r in routers if r.gateway is not None
-                       and any(f.port_id in local for f in r.floating_ips)}
+                       and (any(f.port_id in local for f in r.floating_ips)
+                            or self.config.host in r.gateway.chassis)}
         zones = await asyncio.to_thread(self.ovsdb.ct_zones, networks | nat_routers)
         neighbours = self._want_next_hops(routers, local)
         dhcp_ofport = self.ovsdb.ofport_of(DHCP_PORT_NAME) if self.dhcp is not None else None
@@ -369,6 +416,8 @@ class Agent:
                   tuple(sorted(zones.items())), dhcp_ofport, tuple(sorted(provider.items())),
                   tuple(sorted(neighbours.items())))
         delta = FlowDelta()
+        if self._switch_lost:  # nothing to install into; the watcher wakes us when it is back
+            return
         if inputs != self._rendered_from or not self.flows.synced:
             self._update_answers(documents, local)
             self._rendered_from = None  # unknown until the bundle is in
@@ -376,6 +425,13 @@ class Agent:
                 self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider,
                 neighbours)
             self._rendered_from = inputs
+        if drained and self.flows.synced:  # the flows using those tunnels are in: undrain
+            self._switch_ready = True
+            self._ready_peers = set(peers)
+            await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval)
+        elif self.flows.synced:
+            self._switch_ready = True
+            self._ready_peers = set(peers)
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
@@ -396,7 +452,7 @@ class Agent:
         """Update the rendered flows and install what changed (everything, diffed against what
         is installed, when the renderer or the table starts afresh); (time rendered, delta)."""
         changes = self.renderer.update(documents, local, tunnels, zones, dhcp_ofport, provider,
-                                       neighbours)
+                                       neighbours, self.config.host)
         rendered = time.perf_counter()
         if changes is None or not self.flows.synced:
             return rendered, self.flows.apply(self.renderer.flows.values())
@@ -405,19 +461,26 @@ class Agent:
     def _want_next_hops(self, routers: list[RouterPolicy],
                         local: Mapping[str, int]) -> dict[tuple[str, str], str]:
         """Ask the resolver for the external next hops of the floating IPs translated here (as
-        the first such floating IP of each router); what it has learned so far."""
+        the first such floating IP of each router) and of the routers SNATed here (as this
+        chassis, by ARP probe: see `probe_mac`); what it has learned so far."""
         if self.neighbours is None:
             return {}
         wanted: dict[tuple[str, str], Wanted] = {}
         for router in sorted(routers, key=lambda r: r.id):
             gateway = router.gateway
+            if gateway is None:
+                continue
             fip = next((f for f in router.floating_ips if f.port_id in local), None)
-            if gateway is None or fip is None:
+            if self.config.host in gateway.chassis and gateway.enable_snat:
+                asker = (probe_mac(self.config.host), "0.0.0.0")
+            elif fip is not None:
+                asker = (fip.mac_address.lower(), fip.floating_ip_address)
+            else:
                 continue
             for hop in gateway.next_hops:
                 if ":" not in hop:
-                    wanted.setdefault((gateway.network_id, hop), Wanted(
-                        gateway.network_id, hop, fip.mac_address.lower(), fip.floating_ip_address))
+                    wanted.setdefault((gateway.network_id, hop),
+                                      Wanted(gateway.network_id, hop, *asker))
         if set(wanted) != set(self.neighbours.wanted):
             self.neighbours.want(wanted.values())
             self.neighbours.solicit()
@@ -474,6 +537,8 @@ class Agent:
             body: dict[str, Any] = {"realised_revision": self.realised}
             if self.ovsdb is not None and self.config.bfd_interval > 0:
                 body["bfd"] = self.ovsdb.bfd_states()  # each tunnel's session: the peer's view
+            if self.config.is_gateway:
+                body["gateways"] = self.gateway_roles()
             try:
                 await self.http.put(f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat",
                                     json=body)

@@ -10,8 +10,11 @@ roles are admin). Routes:
   change of what the compiler uses writes an outbox row of kind `chassis`, so the compiler loop
   compiles that chassis.
 - `PUT /v2.0/neutrino/chassis/{name}/heartbeat` `{"realised_revision": N, "bfd": {peer:
-  "up"|"down"}}` (body optional): the BFD state of each tunnel lands in the agent's
-  `configurations.bfd`.
+  "up"|"down"}, "gateways": {router_id: "active"|"standby"}}` (body and each field optional):
+  the BFD state of each tunnel lands in the agent's `configurations.bfd`, and a gateway
+  chassis's role for each router scheduled on it (active: it does the router's SNAT now, as it
+  decided from BFD) in `configurations.gateways`; each is replaced whole when reported and kept
+  when not. A bad body is a 400 that writes nothing (not even the heartbeat).
 - `GET /v2.0/neutrino/chassis/{name}/policy?since=N`: `application/x-ndjson`, one JSON object
   per line: a `snapshot` (when `since` is absent, 0, compacted away or unknown) or the `change`s
   after N, then changes as they are committed, and a `keepalive` carrying the committed
@@ -25,6 +28,18 @@ roles are admin). Routes:
 - `GET /v2.0/agents`, `GET /v2.0/agents/{id}`, `DELETE /v2.0/agents/{id}`: Neutron's agents
   API, one "Open vSwitch agent" per chassis; deleting one unregisters its chassis (and the
   compiler then deletes its policy items).
+- `GET /v2.0/routers/{router_id}/l3-agents` (Neutron's l3_agent_scheduler; `openstack network
+  agent list --router R --long`): `{"agents": [...]}`, the agents of the router's gateway
+  chassis in schedule order (`neutrino.compiler.scheduling.gateway_chassis` over the chassis
+  that are gateways and administratively up; preferred first), each as `GET /v2.0/agents`
+  shows it plus `ha_state`: what the agent last reported for the router in
+  `configurations.gateways` ("active" or "standby"; "standby" when it reported nothing for it)
+  while it is alive, "unknown" when it is not. No agents for a router without a gateway port;
+  404 RouterNotFound for an unknown router.
+- `GET /v2.0/agents/{id}/l3-routers`: `{"routers": [...]}`, the routers (as `GET
+  /v2.0/routers` shows them) scheduled on that agent's chassis, by id. Routers are scheduled
+  automatically: Neutron's manual `POST /v2.0/agents/{id}/l3-routers` and `DELETE
+  /v2.0/agents/{id}/l3-routers/{router_id}` are not offered.
 - `GET /v2.0/neutrino/revision`: `{"revision": R, "outbox_revision": H, "chassis":
   {name: realised_revision}}`; R is the store's committed revision, H the newest write.
 
@@ -57,11 +72,13 @@ from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from neutrino.api.routes import json_response, read_json
+from neutrino.compiler.scheduling import gateway_chassis
 from neutrino.config import Settings
 from neutrino.context import RequestContext
 from neutrino.db.outbox import PORT_STATUS_KIND, Change, current_revision
 from neutrino.db.schema import chassis as chassis_table
 from neutrino.db.schema import ports as ports_table
+from neutrino.db.schema import routers as routers_table
 from neutrino.distribution.compiler_loop import CHASSIS_KIND, CompilerLoop, default_compiler
 from neutrino.distribution.store import EmbeddedPolicyStore, RevisionTooOld
 from neutrino.timeutil import now_iso
@@ -105,6 +122,8 @@ class HeartbeatBody(BaseModel):
     realised_revision: int | None = Field(default=None, ge=0)
     # peer chassis -> state of the BFD session on the tunnel to it, as this agent sees it
     bfd: dict[str, Literal["up", "down"]] | None = None
+    # router id -> this gateway chassis's role for the router, as the agent decided it (BFD)
+    gateways: dict[str, Literal["active", "standby"]] | None = None
 
 
 class PortStatusBody(BaseModel):
@@ -191,12 +210,16 @@ class Distribution:
         values: dict[str, Any] = {"heartbeat_at": now_iso()}
         if body.realised_revision is not None:
             values["realised_revision"] = body.realised_revision
+        # what the agent reports about itself is kept in configurations (GET /v2.0/agents), each
+        # field replaced whole when reported (and written only when it changed)
+        reported = {key: value for key, value in (("bfd", body.bfd), ("gateways", body.gateways))
+                    if value is not None}
         with self.db.write() as conn:
-            if body.bfd is not None:  # kept in configurations (GET /v2.0/agents), when it changed
+            if reported:
                 known = conn.execute(select(chassis_table.c.configurations)
                                      .where(chassis_table.c.name == name)).scalar_one_or_none()
-                if known is not None and known.get("bfd") != body.bfd:
-                    values["configurations"] = {**known, "bfd": body.bfd}
+                if known is not None and any(known.get(k) != v for k, v in reported.items()):
+                    values["configurations"] = {**known, **reported}
             done = conn.execute(update(chassis_table).where(chassis_table.c.name == name)
                                 .values(**values))
             if done.rowcount == 0:
@@ -258,6 +281,60 @@ class Distribution:
         with self.db.read() as conn:
             rows = conn.execute(select(chassis_table).order_by(chassis_table.c.name))
             return [self.agent_view(_plain(r._asdict()), now) for r in rows]
+
+    # --- gateway scheduling (l3_agent_scheduler) ----------------------------------------------
+    @staticmethod
+    def _gateway_candidates(conn: Connection) -> list[tuple[str, int]]:
+        """(name, gateway priority) of the chassis routers can be scheduled on: gateways that
+        are administratively up (as the compiler reads them)."""
+        rows = conn.execute(select(chassis_table.c.name, chassis_table.c.is_gateway,
+                                   chassis_table.c.admin_state_up, chassis_table.c.gateway_priority))
+        return [(name, int(priority or 0)) for name, gateway, up, priority in rows
+                if gateway and up]
+
+    def l3_agents(self, router_id: str) -> list[dict[str, Any]]:
+        """The agents of the router's gateway chassis, preferred first, with their `ha_state`."""
+        now = time.time()
+        with self.db.read() as conn:
+            router = None if "\x00" in router_id else conn.execute(
+                select(routers_table.c.id, ports_table.c.id.label("gw_port"))
+                .select_from(routers_table.outerjoin(
+                    ports_table, ports_table.c.id == routers_table.c.gw_port_id))
+                .where(routers_table.c.id == router_id)).first()
+            if router is None:
+                raise self.api.resource("routers").not_found(router_id)
+            if router.gw_port is None:  # no gateway: nothing to schedule
+                return []
+            names = gateway_chassis(router_id, self._gateway_candidates(conn))
+            rows = {row.name: _plain(row._asdict()) for row in conn.execute(
+                select(chassis_table).where(chassis_table.c.name.in_(names)))}
+        agents = []
+        for name in names:
+            agent = self.agent_view(rows[name], now)
+            agent["ha_state"] = _ha_state(agent, router_id)
+            agents.append(agent)
+        return agents
+
+    def l3_routers(self, agent_id: str) -> list[dict[str, Any]]:
+        """The routers scheduled on the agent's chassis, by id."""
+        routers = self.api.resource("routers")
+        with self.db.read() as conn:
+            name = None if "\x00" in agent_id else conn.execute(
+                select(chassis_table.c.name).where(chassis_table.c.agent_id == agent_id)
+            ).scalar_one_or_none()
+            if name is None:
+                raise _agent_not_found(agent_id)
+            candidates = self._gateway_candidates(conn)
+            if name not in {candidate for candidate, _priority in candidates}:
+                return []
+            with_gateway = conn.execute(
+                select(routers_table.c.id).select_from(routers_table.join(
+                    ports_table, ports_table.c.id == routers_table.c.gw_port_id)))
+            ids = [router_id for (router_id,) in with_gateway
+                   if name in gateway_chassis(router_id, candidates)]
+            if not ids:
+                return []
+            return routers.load(conn, routers_table.c.id.in_(ids), order_by=[routers_table.c.id])
 
     # --- port status --------------------------------------------------------------------------
     def set_port_status(self, port_id: str, body: PortStatusBody) -> tuple[dict[str, Any], bool]:
@@ -377,6 +454,16 @@ def _line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+def _ha_state(agent: dict[str, Any], router_id: str) -> str:
+    """A gateway agent's role for a router: what it last reported while it is alive (standby
+    when it reported nothing for the router), unknown when it is not alive."""
+    if not agent["alive"]:
+        return "unknown"
+    reported = agent["configurations"].get("gateways")
+    state = reported.get(router_id) if isinstance(reported, dict) else None
+    return state if state in ("active", "standby") else "standby"
+
+
 def _agent_not_found(agent_id: str) -> NotFound:
     return NotFound(f"Agent {agent_id} could not be found.", type="AgentNotFound")
 
@@ -473,6 +560,16 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         admin(request)
         dist.unregister(agent_id)
         return Response(status_code=204)
+
+    @app.get("/v2.0/agents/{agent_id}/l3-routers", tags=["agents"], include_in_schema=False)
+    async def list_l3_routers(request: Request, agent_id: str) -> Response:
+        admin(request)
+        return json_response({"routers": dist.l3_routers(agent_id)})
+
+    @app.get("/v2.0/routers/{router_id}/l3-agents", tags=["agents"], include_in_schema=False)
+    async def list_l3_agents(request: Request, router_id: str) -> Response:
+        admin(request)
+        return json_response({"agents": dist.l3_agents(router_id)})
 
     original = app.router.lifespan_context
 

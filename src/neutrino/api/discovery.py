@@ -42,6 +42,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
         "Floating IP Port Forwarding new attribute description",
         "Add a description field to Port Forwarding rules"),
     "l3-ha": ("HA Router extension", "Adds HA capability to routers."),
+    "l3_agent_scheduler": ("L3 Agent Scheduler", "Schedule routers among l3 agents"),
     "net-mtu": ("Network MTU", "Provides MTU attribute for a network resource."),
     "net-mtu-writable": ("Network MTU (writable)",
                          "Provides a writable MTU attribute for a network resource."),

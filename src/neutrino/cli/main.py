@@ -12,6 +12,7 @@ import typer
 import yaml
 from rich.console import Console
 
+from neutrino.agent import BFD_INTERVAL
 from neutrino.config import DEFAULT_STATE_DIR, Settings
 from neutrino.lab.cli import lab_app
 
@@ -115,8 +116,9 @@ def agent(
     gateway_priority: int = typer.Option(0, help="Priority among gateway hosts."),
     availability_zone: str = typer.Option("nova", help="Availability zone of this host."),
     heartbeat_interval: float = typer.Option(1.0, help="Seconds between heartbeats."),
-    bfd_interval: int = typer.Option(100, help="Milliseconds between BFD packets on every "
-                                     "tunnel (detection after 3 missed); 0 turns BFD off."),
+    bfd_interval: int = typer.Option(BFD_INTERVAL, help="Milliseconds between BFD packets on "
+                                     "every tunnel (detection after 3 missed: a gateway's "
+                                     "failover takes about 3 intervals); 0 turns BFD off."),
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
                                               help="Password of user admin (omit for noauth)."),
     admin_password_file: Path | None = typer.Option(None, help="Read the admin password from "

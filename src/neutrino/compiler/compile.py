@@ -225,7 +225,8 @@ def _router_gateway(intent: Intent, router_id: str) -> RouterGateway | None:
             next_hops.append(gateway_ip)
     return RouterGateway(port_id=port.id, network_id=port.network_id, mac_address=port.mac_address,
                          fixed_ips=addresses, next_hops=tuple(next_hops),
-                         enable_snat=intent.routers[router_id].enable_snat)
+                         enable_snat=intent.routers[router_id].enable_snat,
+                         chassis=intent.gateway_chassis(router_id))
 
 
 def _floating_ip_policies(intent: Intent, router_id: str) -> tuple[FloatingIpPolicy, ...]:
@@ -269,23 +270,29 @@ def _held(
     intent: Intent, chassis: str, local_networks: Iterable[str]
 ) -> tuple[list[str], list[str]]:
     """(routers, networks) a chassis holds, given the networks it has bound ports on: every
-    router with an interface on one of them, and those networks with every network of those
-    routers (the chassis routes into them) and the external network of each of those routers
-    with a floating IP whose port is bound here, both sorted."""
+    router with an interface on one of them or scheduled on it as a gateway chassis, and those
+    networks with every network of those routers (the chassis routes into them) and the
+    external network of each of those routers it is a gateway chassis of or binds the port of
+    a floating IP of, both sorted."""
     local = set(local_networks)
-    routers = sorted({r for n in local for r in intent.routers_by_network.get(n, ())
-                      if r in intent.routers})
+    routers = {r for n in local for r in intent.routers_by_network.get(n, ())
+               if r in intent.routers}
+    routers |= intent.gateway_routers(chassis)
     networks = set(local)
     for router_id in routers:
         networks.update(intent.router_networks(router_id))
         external = intent.gateway_network(router_id)
-        if external is not None and chassis in intent.floatingip_hosts(router_id):
+        if external is not None and (chassis in intent.gateway_chassis(router_id)
+                                     or chassis in intent.floatingip_hosts(router_id)):
             networks.add(external)
-    return routers, sorted(networks)
+    return sorted(routers), sorted(networks)
 
 
-def _tunnel_items(intent: Intent, chassis: str, network_ids: Iterable[str]) -> dict[str, Document]:
-    """The chassis's `tunnel` items, given the networks it holds."""
+def _tunnel_items(intent: Intent, chassis: str, network_ids: Iterable[str],
+                  router_ids: Iterable[str] = ()) -> dict[str, Document]:
+    """The chassis's `tunnel` items, given the networks and routers it holds: a tunnel to every
+    chassis with a port on one of its overlay networks, and to every gateway chassis of its
+    routers (geneve)."""
     peers: dict[str, str] = {}  # peer chassis -> encap
     for network_id in network_ids:
         network = intent.networks.get(network_id)
@@ -294,6 +301,10 @@ def _tunnel_items(intent: Intent, chassis: str, network_ids: Iterable[str]) -> d
         for peer in intent.chassis_by_network.get(network_id, ()):
             if peer != chassis and peers.get(peer) != "geneve":
                 peers[peer] = network.network_type
+    for router_id in router_ids:
+        for peer in intent.gateway_chassis(router_id):
+            if peer != chassis:
+                peers[peer] = "geneve"
     items: dict[str, Document] = {}
     for peer, encap in sorted(peers.items()):
         row = intent.chassis.get(peer)
@@ -334,7 +345,7 @@ def compile_chassis(intent: Intent, chassis: str) -> dict[str, Document]:
     for router_id in routers:
         docs[item_key(chassis, "router", router_id)] = _router_policy(intent, router_id)
 
-    docs.update(_tunnel_items(intent, chassis, networks))
+    docs.update(_tunnel_items(intent, chassis, networks, routers))
     return docs
 
 
@@ -398,6 +409,18 @@ def _stale_gateway(stale: _Stale, before: Intent, after: Intent, router_id: str)
     if len(externals) > 1 or before.external_hosts(router_id) != after.external_hosts(router_id):
         stale.networks |= {n for n in externals if n is not None}
         stale.tunnels = True
+    if before.gateway_chassis(router_id) != after.gateway_chassis(router_id):
+        # its gateway chassis hold it with its networks, and tunnels to it
+        for intent in (before, after):
+            stale.networks |= intent.interface_networks(router_id)
+        stale.tunnels = True
+
+
+def _rescheduled(before: Intent, after: Intent) -> set[str]:
+    """Routers whose gateway chassis differ between the intents."""
+    routers = {r for intent in (before, after)
+               for rs in intent.routers_by_gateway_network.values() for r in rs}
+    return {r for r in routers if before.gateway_chassis(r) != after.gateway_chassis(r)}
 
 
 def _floatingips_of_port(intent: Intent, port_id: str) -> list[str]:
@@ -473,8 +496,10 @@ def _stale_items(before: Intent, after: Intent, changes: Sequence[Change]) -> _S
                     stale.groups.add(rule.security_group_id)
                     if rule.remote_group_id is not None:
                         stale.address_sets.add(rule.remote_group_id)
-        elif change.kind == "chassis":  # its tunnel_ip; bridge mappings: physnet names above
-            stale.tunnels = True
+        elif change.kind == "chassis":  # its tunnel_ip; bridge mappings: physnet names above;
+            stale.tunnels = True  # its gateway role: the routers scheduled on it
+            for router_id in _rescheduled(before, after):
+                _stale_gateway(stale, before, after, router_id)
         elif change.kind == "router":
             _stale_router(stale, before, after, change.id)
         elif change.kind == "floatingip":
@@ -508,15 +533,16 @@ def _port_item(intent: Intent, chassis: str, port_id: str) -> Document | None:
 
 
 def _holds_router(intent: Intent, chassis: str, router_id: str) -> bool:
-    return any(chassis in intent.chassis_by_network.get(network_id, ())
-               for network_id in intent.router_networks(router_id))
+    return (chassis in intent.gateway_chassis(router_id)
+            or any(chassis in intent.chassis_by_network.get(network_id, ())
+                   for network_id in intent.router_networks(router_id)))
 
 
 def _holds_network(intent: Intent, chassis: str, network_id: str) -> bool:
     return (chassis in intent.chassis_by_network.get(network_id, ())
             or any(_holds_router(intent, chassis, r)
                    for r in intent.routers_by_network.get(network_id, ()))
-            or any(chassis in intent.floatingip_hosts(r) and _holds_router(intent, chassis, r)
+            or any(chassis in intent.external_hosts(r)
                    for r in intent.routers_by_gateway_network.get(network_id, ())))
 
 
@@ -548,9 +574,10 @@ def _router_item(intent: Intent, chassis: str, router_id: str) -> Document | Non
     return _router_policy(intent, router_id)
 
 
-def _held_networks(intent: Intent, chassis: str) -> list[str]:
+def _held_items(intent: Intent, chassis: str) -> tuple[list[str], list[str]]:
+    """(routers, networks) the chassis holds (`_held`)."""
     local = {intent.ports[p].network_id for p in intent.ports_by_chassis.get(chassis, ())}
-    return _held(intent, chassis, local)[1]
+    return _held(intent, chassis, local)
 
 
 def recompile_chassis(
@@ -581,9 +608,11 @@ def recompile_chassis(
             else:
                 docs[key] = doc
     if stale.tunnels:
-        for key in _tunnel_items(before, chassis, _held_networks(before, chassis)):
+        routers, networks = _held_items(before, chassis)
+        for key in _tunnel_items(before, chassis, networks, routers):
             docs.pop(key, None)
-        docs.update(_tunnel_items(after, chassis, _held_networks(after, chassis)))
+        routers, networks = _held_items(after, chassis)
+        docs.update(_tunnel_items(after, chassis, networks, routers))
     return docs
 
 
@@ -690,6 +719,9 @@ def affected_chassis(before: Intent, after: Intent, changes: Sequence[Change]) -
             affected |= hosts
         if change.kind == "router":
             affected |= _moved_interfaces(before, after, change.id)
+        if change.kind == "chassis":
+            for router_id in _rescheduled(before, after):
+                affected |= before.router_hosts(router_id) | after.router_hosts(router_id)
     for router_id in _routers_with_new_keys(before, after):
         affected |= before.router_hosts(router_id) | after.router_hosts(router_id)
     if before.physical_networks != after.physical_networks:  # physnet indexes of tunnel keys

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from neutrino.api.resources.l3 import INTERFACE_OWNERS
+from neutrino.compiler.scheduling import gateway_chassis
 from neutrino.db import schema
 from neutrino.db.outbox import PORT_STATUS_KIND, Change
 
@@ -106,6 +107,8 @@ class ChassisRow:
     name: str
     tunnel_ip: str
     bridge_mappings: tuple[tuple[str, str], ...] = ()  # sorted (physnet, bridge)
+    is_gateway: bool = False  # its agent runs with --gateway (and is administratively up)
+    gateway_priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,9 @@ class Intent:
     router_ports: Mapping[str, RouterPortRow] = field(default_factory=dict)
     floatingips: Mapping[str, FloatingIpRow] = field(default_factory=dict)
     indexes: InitVar[Indexes | None] = None
+    #: router id -> its gateway chassis (memo of `gateway_chassis`; the snapshot never changes)
+    _gateway_memo: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False,
+                                                      compare=False, repr=False)
 
     # --- indexes (derived) -------------------------------------------------------------------
     #: host -> ids of the ports bound to it, sorted
@@ -315,11 +321,29 @@ class Intent:
         return tuple(sorted(self.interface_networks(router_id)))
 
     def router_hosts(self, router_id: str) -> set[str]:
-        """Hosts that hold the router: those with a port bound on one of its networks."""
-        hosts: set[str] = set()
+        """Hosts that hold the router: those with a port bound on one of its networks, and its
+        gateway chassis (`gateway_chassis`)."""
+        hosts: set[str] = set(self.gateway_chassis(router_id))
         for network_id in self.router_networks(router_id):
             hosts.update(self.chassis_by_network.get(network_id, ()))
         return hosts
+
+    def gateway_chassis(self, router_id: str) -> tuple[str, ...]:
+        """The chassis the router's SNAT is scheduled on, preferred first
+        (`neutrino.compiler.scheduling`); none without a gateway port or a row."""
+        memo = self._gateway_memo
+        if router_id not in memo:
+            if self.gateway_port(router_id) is None:
+                memo[router_id] = ()
+            else:
+                memo[router_id] = gateway_chassis(router_id, (
+                    (c.name, c.gateway_priority) for c in self.chassis.values() if c.is_gateway))
+        return memo[router_id]
+
+    def gateway_routers(self, chassis: str) -> set[str]:
+        """Routers whose gateway chassis include `chassis`."""
+        return {r for routers in self.routers_by_gateway_network.values() for r in routers
+                if chassis in self.gateway_chassis(r)}
 
     def network_hosts(self, network_id: str) -> set[str]:
         """Hosts that hold the network: those with a port bound on it, those holding a router
@@ -365,12 +389,14 @@ class Intent:
         return hosts
 
     def external_hosts(self, router_id: str) -> set[str]:
-        """Hosts that hold the router's external network through it: those holding the router
-        (it has a gateway) that host the port of one of its floating IPs."""
+        """Hosts that hold the router's external network through it: its gateway chassis, and
+        those holding the router (it has a gateway) that host the port of one of its floating
+        IPs."""
         if self.gateway_network(router_id) is None:
             return set()
+        hosts = set(self.gateway_chassis(router_id))
         fip_hosts = self.floatingip_hosts(router_id)
-        return self.router_hosts(router_id) & fip_hosts if fip_hosts else set()
+        return hosts | (self.router_hosts(router_id) & fip_hosts if fip_hosts else set())
 
 
 def _is_served_dhcp_port(port: PortRow) -> bool:
@@ -752,6 +778,8 @@ def _chassis_row(row: Any) -> ChassisRow:
         name=row.name, tunnel_ip=row.tunnel_ip,
         bridge_mappings=tuple(sorted((str(k), str(v))
                                      for k, v in (row.bridge_mappings or {}).items())),
+        is_gateway=bool(row.is_gateway) and bool(row.admin_state_up),
+        gateway_priority=int(row.gateway_priority or 0),
     )
 
 

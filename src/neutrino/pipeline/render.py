@@ -50,8 +50,10 @@ from neutrino.pipeline.stages import (
     FLAG_FROM_OUTSIDE,
     FLAG_ND_REPLY,
     FLAG_NO_PORT_SECURITY,
+    FLAG_REDIRECTED,
     FLAG_STATELESS_EGRESS,
     FLAG_STATELESS_INGRESS,
+    table,
 )
 from neutrino.policy.model import (
     AddressSetPolicy,
@@ -59,6 +61,7 @@ from neutrino.policy.model import (
     FloatingIpPolicy,
     NetworkPolicy,
     PortPolicy,
+    RouterGateway,
     RouterPolicy,
     SecurityGroupPolicy,
     SecurityGroupRulePolicy,
@@ -89,12 +92,13 @@ def render_chassis(documents: Mapping[str, Document], local_ofports: Mapping[str
                    ct_zones: Mapping[str, int] | None = None,
                    dhcp_ofport: int | None = None,
                    provider_ofports: Mapping[str, int] | None = None,
-                   neighbours: Mapping[tuple[str, str], str] | None = None) -> list[Flow]:
+                   neighbours: Mapping[tuple[str, str], str] | None = None,
+                   chassis: str = "") -> list[Flow]:
     """All br-int flows for one chassis, sorted by (stage, priority, match): what a fresh
     `ChassisRenderer` makes of these inputs (see `ChassisRenderer.update` for the arguments)."""
     renderer = ChassisRenderer()
     renderer.update(documents, local_ofports, tunnel_ofports, ct_zones, dhcp_ofport,
-                    provider_ofports, neighbours)
+                    provider_ofports, neighbours, chassis)
     return sorted(renderer.flows.values(), key=operator.attrgetter("order"))
 
 
@@ -157,7 +161,7 @@ class ChassisRenderer:
                dhcp_ofport: int | None = None,
                provider_ofports: Mapping[str, int] | None = None,
                neighbours: Mapping[tuple[str, str], str] | None = None,
-               ) -> dict[FlowKey, Flow | None] | None:
+               chassis: str = "") -> dict[FlowKey, Flow | None] | None:
         """Bring `flows` up to date with these inputs; return {key: new flow, or None if the
         key is gone} for what changed, or None when everything was rebuilt (the first update,
         or the first after a failure: diff the whole table against the switch then).
@@ -177,10 +181,11 @@ class ChassisRenderer:
         through it. None = no bridge mappings here.
         `neighbours`: (network id, IP) -> MAC of next hops outside Neutron the agent learned
         (the upstream router of an external network).
+        `chassis`: this chassis's name: where it stands in a router's gateway chassis (SNAT).
         """
         try:
             signatures = _signatures(documents, local_ofports, tunnel_ofports, ct_zones,
-                                     dhcp_ofport, provider_ofports or {}, neighbours)
+                                     dhcp_ofport, provider_ofports or {}, neighbours, chassis)
             rebuilt = {uid: _Unit(sig, _one_per_key(_build(uid[0], sig)))
                        for uid, sig in signatures.items()
                        if (old := self._units.get(uid)) is None or old.signature != sig}
@@ -231,7 +236,7 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
                 tunnel_ofports: Mapping[str, int], ct_zones: Mapping[str, int] | None,
                 dhcp_ofport: int | None, provider_ofports: Mapping[str, int],
                 neighbours: Mapping[tuple[str, str], str] | None = None,
-                ) -> dict[UnitId, tuple[object, ...]]:
+                chassis: str = "") -> dict[UnitId, tuple[object, ...]]:
     """Every unit of the chassis with the inputs its flows are made from (the table above)."""
     ports: list[PortPolicy] = []
     networks: dict[str, NetworkPolicy] = {}
@@ -265,7 +270,9 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
                                  for i in router.interfaces if i.network_id in networks}))
         if router.admin_state_up and attached:
             out["router", router.id] = (router, attached, *_floating_side(
-                router, networks, zones, ct_zones, local_ofports, dhcp_ofport))
+                router, networks, zones, ct_zones, local_ofports, dhcp_ofport),
+                _snat_side(router, networks, zones, tunnel_ofports, ct_zones, dhcp_ofport,
+                           chassis))
             routed.update(network_id for network_id, _key, _zone in attached)
     learned = neighbours or {}
     for network in networks.values():
@@ -368,6 +375,10 @@ def _port_unit(port: PortPolicy, network: NetworkPolicy, ofport: int, zone: int,
 
 # --- routers (distributed: a packet is routed on the chassis of its source port) -----------------
 
+P_ROUTE_SNAT = 99  # ip_routing: redirected SNAT traffic, translated on this gateway chassis
+P_ROUTE_REDIRECT = 98  # ip_routing: the default route of a router with SNAT (below any prefix)
+
+
 def _route_priority(prefixlen: int, connected: bool) -> int:
     """Longest prefix first; a connected subnet before an extra route of the same length."""
     return 100 + 2 * prefixlen + (1 if connected else 0)
@@ -412,6 +423,150 @@ def _floating_side(router: RouterPolicy, networks: Mapping[str, NetworkPolicy],
     return (fips, external, zone, dhcp_ofport) if fips else ((), None, 0, None)
 
 
+@dataclass(frozen=True)
+class SnatSide:
+    """What a router's SNAT (default route) needs on one chassis: see `_snat_side`."""
+
+    # (key, VNI, interface MAC) of its interfaces on overlay networks held here
+    redirects: tuple[tuple[int, int, str], ...]
+    members: tuple[int, ...]  # tunnel ofports of the gateway chassis to try, preferred first
+    here: bool  # this chassis is one of its gateway chassis (after every member)
+    external: tuple[int, int] = (0, 0)  # (key, ct zone) of the external network, when `here`
+    zone: int = 0  # the router's own conntrack zone (NAT), when `here`
+    probe_mac: str = ""  # this chassis's MAC for resolving the next hop, when `here`
+    dhcp_ofport: int | None = None
+
+
+def probe_mac(chassis: str) -> str:
+    """The MAC a gateway chassis resolves external next hops with (ARP probes, sender IP
+    0.0.0.0): its own, unique per chassis (locally administered), never a router's, so that
+    a standby gateway never moves a router's MAC on the external network's switches."""
+    digest = hashlib.sha256(chassis.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x0e, *digest[:5]))
+
+
+def _snat_side(router: RouterPolicy, networks: Mapping[str, NetworkPolicy],
+               zones: Mapping[str, int], tunnel_ofports: Mapping[str, int],
+               ct_zones: Mapping[str, int] | None, dhcp_ofport: int | None,
+               chassis: str) -> SnatSide | None:
+    """The router's SNAT on this chassis (None: none here). A router with a gateway that does
+    SNAT (an IPv4 address, an IPv4 next hop) and gateway chassis sends IPv4 for outside its
+    subnets from ports without a floating IP to the first of its gateway chassis that BFD says
+    is reachable (`members`, the tunnels to those before this chassis in the list, or to all
+    of them); a gateway chassis translates it itself when it reaches none before itself
+    (`here`: it holds the external network and has a zone for the router)."""
+    gateway = router.gateway
+    if gateway is None or not gateway.enable_snat or not gateway.chassis \
+            or _gateway_v4(gateway) is None:
+        return None
+    rank = gateway.chassis.index(chassis) if chassis in gateway.chassis else None
+    before = gateway.chassis if rank is None else gateway.chassis[:rank]
+    members = tuple(tunnel_ofports[c] for c in before if c in tunnel_ofports)
+    redirects = tuple(sorted({(networks[i.network_id].tunnel_key, _vni(networks[i.network_id]),
+                               i.mac_address)
+                              for i in router.interfaces if i.network_id in networks
+                              and networks[i.network_id].network_type in ("geneve", "vxlan")}))
+    zone = (ct_zones or {}).get(router.id, 0)
+    if rank is not None and gateway.network_id in networks and 0 < zone < 1 << 16:
+        return SnatSide(redirects, members, True,
+                        (networks[gateway.network_id].tunnel_key, zones[gateway.network_id]),
+                        zone, probe_mac(chassis), dhcp_ofport)
+    return SnatSide(redirects, members, False) if members and redirects else None
+
+
+def _gateway_v4(gateway: RouterGateway) -> tuple[str, ipaddress.IPv4Address] | None:
+    """(the gateway's first IPv4 address, its first IPv4 next hop), or None."""
+    address = next((a.ip_address for a in gateway.fixed_ips
+                    if ipaddress.ip_address(a.ip_address).version == 4), None)
+    hop = next((ipaddress.IPv4Address(h) for h in gateway.next_hops
+                if ipaddress.ip_address(h).version == 4), None)
+    return (address, hop) if address is not None and hop is not None else None
+
+
+NO_GATEWAY = 0xffff  # what bundle_load writes when no member is live (OFPP_NONE)
+
+
+def _choose_gateway(members: tuple[int, ...]) -> str:
+    """bundle_load: the first live (BFD up) tunnel of `members` -> reg4 (NO_GATEWAY if none)."""
+    return ("bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG4[],members:"
+            + ",".join(str(m) for m in members) + ")")
+
+
+def _snat_flows(router: RouterPolicy, snat: SnatSide, cookie: int) -> list[Flow]:
+    """A router's SNAT on this chassis (`_snat_side`): the default route into the gateway
+    chassis's tunnel (or to SNAT here); on a gateway chassis, the translation itself, the way
+    back in, and the answers for the gateway address while it is the active one."""
+    assert router.gateway is not None
+    gateway = router.gateway
+    found = _gateway_v4(gateway)
+    assert found is not None
+    address, next_hop = found
+    key = router.tunnel_key
+    redirected = f"{FLAG_REDIRECTED:#x}/{FLAG_REDIRECTED:#x}"
+    snat_here = [load(FLAG_REDIRECTED, "reg0"), resubmit("ip_routing")]
+    flows: list[Flow] = []
+    for net_key, vni, _mac in snat.redirects:  # the default route (below every prefix route)
+        if snat.members:
+            actions = [load(vni, "tun_id"), _choose_gateway(snat.members),
+                       resubmit("gateway_redirect")]
+        else:  # the preferred gateway chassis: nobody to ask first
+            actions = snat_here
+        flows.append(Flow.make("ip_routing", P_ROUTE_REDIRECT,
+                               {"metadata": key, "dl_type": IPV4, "xreg1": net_key},
+                               actions, cookie))
+    for member in snat.members:
+        flows.append(Flow.make("gateway_redirect", 100, {"metadata": key, "reg4": member},
+                               [f"output:{member}"], cookie))
+    if not snat.here:
+        return flows
+    ext_key, ext_zone = snat.external
+    mac = gateway.mac_address
+    if snat.members:
+        flows.append(Flow.make("gateway_redirect", 100, {"metadata": key, "reg4": NO_GATEWAY},
+                               snat_here, cookie))
+    outside = f"{FLAG_FROM_OUTSIDE:#x}/{FLAG_FROM_OUTSIDE:#x}"
+    for net_key, _vni, interface_mac in snat.redirects:  # from another chassis, into the router
+        flows.append(Flow.make(
+            "l2_lookup", 100, {"metadata": net_key, "reg0": outside, "dl_dst": interface_mac},
+            [load(FLAG_REDIRECTED, "reg0"), load(net_key, "xreg1"), load(key, "metadata"),
+             resubmit("l3_input")], cookie))
+    flows.append(Flow.make("l3_input", 60, {"metadata": key, "reg0": redirected, "dl_type": IPV4},
+                           [resubmit("ip_routing")], cookie))  # (TTL -1 where it was routed)
+    flows.append(Flow.make(
+        "ip_routing", P_ROUTE_SNAT, {"metadata": key, "reg0": redirected, "dl_type": IPV4},
+        [load(0, "reg0"), load(ext_key, "metadata"), load(ext_zone, "reg5"),
+         f"set_field:{mac}->eth_src", f"set_field:{int(next_hop):#x}->reg1",
+         ct_nat(snat.zone, f"src={address}", "arp_resolve")], cookie))
+    # the way back: to the gateway MAC from the external network; un-SNAT; echo replies
+    flows.append(Flow.make("l2_lookup", 100, {"metadata": ext_key, "dl_dst": mac},
+                           [load(0, "reg0"), load(key, "metadata"), resubmit("l3_input")], cookie))
+    to_gateway: dict[str, str | int] = {"metadata": key, "dl_type": IPV4, "nw_dst": address}
+    flows.append(Flow.make("l3_input", 100, {**to_gateway, "nw_proto": 1, "icmp_type": 8},
+                           _ECHO_REPLY, cookie))
+    flows.append(Flow.make("l3_input", 94, to_gateway,
+                           ["dec_ttl", f"ct(table={table('ip_routing')},zone={snat.zone},nat)"],
+                           cookie))
+    # ARP for the gateway address: answered by the active gateway chassis only, the first
+    # of the list this chassis reaches (itself when it reaches none before it)
+    answer = _arp_reply(ext_key, address, mac, cookie, stage_name="l2_lookup")
+    if snat.members:
+        asked: dict[str, str | int] = dict(answer.match)
+        flows.append(Flow.make("l2_lookup", answer.priority, {**asked, "reg4": 0},
+                               [_choose_gateway(snat.members), resubmit("l2_lookup")], cookie))
+        flows.append(Flow.make("l2_lookup", answer.priority + 1, {**asked, "reg4": NO_GATEWAY},
+                               answer.actions, cookie))
+    else:
+        flows.append(answer)
+    if snat.dhcp_ofport is not None:  # the agent resolves the next hop, as this chassis
+        flows.append(Flow.make("l2_lookup", 105, {"metadata": ext_key, "dl_dst": snat.probe_mac,
+                                                  "dl_type": ARP},
+                               [f"output:{snat.dhcp_ofport}"], cookie))
+        flows.append(Flow.make("native_dhcp", 111, {"reg6": snat.dhcp_ofport, "dl_type": ARP,
+                                                    "arp_op": 1, "dl_src": snat.probe_mac},
+                               [load(ext_key, "metadata"), resubmit("l2_lookup")], cookie))
+    return flows
+
+
 def _floating_ip_flows(router: RouterPolicy, fips: tuple[FloatingIpPolicy, ...],
                        external: tuple[int, int], zone: int, dhcp_ofport: int | None,
                        cookie: int) -> list[Flow]:
@@ -452,7 +607,8 @@ def _floating_ip_flows(router: RouterPolicy, fips: tuple[FloatingIpPolicy, ...],
 @functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
 def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ...],
                   fips: tuple[FloatingIpPolicy, ...] = (), external: tuple[int, int] | None = None,
-                  nat_zone: int = 0, dhcp_ofport: int | None = None) -> tuple[Flow, ...]:
+                  nat_zone: int = 0, dhcp_ofport: int | None = None,
+                  snat: SnatSide | None = None) -> tuple[Flow, ...]:
     """A router's flows on a chassis holding some of its networks ((id, key, zone) each): its
     interface MACs lead local ports' packets into it, the responder answers for its addresses,
     echo requests to them are answered, transit packets are routed to a connected subnet or by
@@ -469,7 +625,8 @@ def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ..
         net_key, zone = held[interface.network_id]
         mac = interface.mac_address
         flows.append(Flow.make("l2_lookup", 100, {"metadata": net_key, "reg0": local_only, "dl_dst": mac},
-                               [load(key, "metadata"), resubmit("l3_input")], cookie))
+                               [load(net_key, "xreg1"), load(key, "metadata"), resubmit("l3_input")],
+                               cookie))
         if any(ipaddress.ip_address(a.ip_address).version == 6 for a in interface.fixed_ips):
             # its link-local address: the source of its advertisements, the instances' next hop
             flows.append(neighbour_reply(net_key, eui64_link_local(mac), mac, cookie, router=True))
@@ -517,6 +674,8 @@ def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ..
                                ["dec_ttl", resubmit("ip_routing")], cookie))
     if fips and external is not None:
         flows += _floating_ip_flows(router, fips, external, nat_zone, dhcp_ofport, cookie)
+    if snat is not None:
+        flows += _snat_flows(router, snat, cookie)
     return tuple(flows)
 
 

@@ -11,6 +11,10 @@ VLAN-tagged for a vlan network, into the patch port of a provider bridge); a pac
 tunnel or from a provider network walks classify -> l2_lookup -> acl_ingress -> output. A packet
 from a local VIF to a router's MAC is routed on this chassis (distributed routing): l2_lookup ->
 l3_input -> ip_routing -> arp_resolve -> l2_lookup again, now on the destination network.
+A routed IPv4 packet for outside the router's subnets (its default route: SNAT) goes from
+ip_routing through gateway_redirect into the tunnel to the router's first reachable gateway
+chassis, where it enters the router again (l2_lookup -> l3_input -> ip_routing) and leaves
+SNATed into the external network.
 
 This module touches nothing: it is constants only.
 """
@@ -75,25 +79,38 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"acl_egress", "l2_lookup"}),
           "security group egress rules of the source port, on conntrack (zone = reg5)"),
     Stage("l2_lookup", 50,
-          frozenset({"metadata", "reg0", "dl_dst", "dl_type", "arp_op", "arp_tpa"}),
-          frozenset({"acl_ingress", "output", "l3_input"}),
+          frozenset({"metadata", "reg0", "reg4", "dl_dst", "dl_type", "arp_op", "arp_tpa"}),
+          frozenset({"acl_ingress", "output", "l3_input", "l2_lookup"}),
           "dst MAC -> local port (reg7), remote chassis tunnel or provider network (tagged), or a "
-          "router interface or floating IP (-> l3_input, router key in metadata); ARP from an "
-          "external network for a local floating IP is answered; broadcast/unknown -> flood"),
+          "router interface or floating IP (-> l3_input, router key in metadata, input network "
+          "in xreg1); on a gateway chassis also a router interface from a tunnel (redirected "
+          "SNAT traffic) and the router's gateway MAC from the external network; ARP from an "
+          "external network for a local floating IP, or for a router's gateway address on its "
+          "active gateway chassis, is answered; broadcast/unknown -> flood"),
     Stage("l3_input", 52,
-          frozenset({"metadata", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type",
+          frozenset({"metadata", "reg0", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type",
                      "icmpv6_type"}),
           frozenset({"ip_routing"}),
           "a packet to a router (metadata = router key): echo requests to its addresses are "
           "answered, anything else to them dropped; to a local floating IP: DNAT to its fixed "
-          "address (router's ct zone); transit IPv4 / IPv6: TTL -1, on to routing"),
+          "address (router's ct zone); to its gateway address (gateway chassis): un-SNAT; "
+          "redirected by another chassis: on to routing (its TTL was decremented there); "
+          "transit IPv4 / IPv6: TTL -1, on to routing"),
     Stage("ip_routing", 54,
-          frozenset({"metadata", "dl_type", "nw_src", "nw_dst", "ipv6_dst"}),
-          frozenset({"arp_resolve"}),
+          frozenset({"metadata", "reg0", "xreg1", "dl_type", "nw_src", "nw_dst", "ipv6_dst"}),
+          frozenset({"ip_routing", "gateway_redirect", "arp_resolve"}),
           "longest prefix match: connected subnets and extra routes -> output network (metadata, "
           "its ct zone in reg5), the interface's MAC as source, next hop in reg1 / xxreg2; from a "
           "local floating IP's fixed address to anywhere else: SNAT to it, out to the external "
-          "network's next hop with the floating IP's MAC"),
+          "network's next hop with the floating IP's MAC; any other IPv4 (default route of a "
+          "router with SNAT): choose its first live gateway chassis (bundle_load -> reg4), or "
+          "SNAT here on a gateway chassis (redirected)"),
+    Stage("gateway_redirect", 55,
+          frozenset({"metadata", "reg4"}),
+          frozenset({"ip_routing"}),
+          "the gateway chassis chosen (reg4 = its tunnel's ofport) -> into that tunnel, the frame "
+          "as it entered the router (input network's VNI); none reachable before this chassis, "
+          "itself a gateway chassis -> SNAT here (back to ip_routing, flagged redirected)"),
     Stage("arp_resolve", 56,
           frozenset({"metadata", "dl_type", "reg1", "xxreg2"}),
           frozenset({"l2_lookup"}),
@@ -116,8 +133,13 @@ REGISTERS: tuple[Register, ...] = (
              "network: never send it back out), bit 1 = source port has port security disabled, "
              "bit 2 = a neighbour advertisement being built by the responder, bit 3 / bit 4 = "
              "the source / destination port's groups are stateless (no conntrack in acl_egress / "
-             "acl_ingress)", "classify, arp_nd_responder, acl_egress, acl_ingress"),
+             "acl_ingress), bit 5 = SNAT traffic redirected to this gateway chassis",
+             "classify, arp_nd_responder, acl_egress, acl_ingress, l2_lookup, gateway_redirect"),
     Register("reg1", "NXM_NX_REG1[]", "IPv4 next hop of a routed packet", "ip_routing"),
+    Register("xreg1", "OXM_OF_PKT_REG1[]", "the network key a routed packet entered its router "
+             "from (reg2-reg3)", "l2_lookup"),
+    Register("reg4", "NXM_NX_REG4[]", "the live gateway chassis bundle_load chose: the ofport of "
+             "the tunnel to it, 0xffff when none is live", "ip_routing, l2_lookup"),
     Register("reg5", "NXM_NX_REG5[]",
              "conntrack zone of the network on this chassis (allocated by the agent)", "classify"),
     Register("reg6", "NXM_NX_REG6[]", "logical input port key (the VIF's ofport, or the DHCP "
@@ -136,6 +158,7 @@ FLAG_ND_REPLY = 0x4
 # the source / destination port's security groups are stateless: no conntrack in that ACL stage
 FLAG_STATELESS_EGRESS = 0x8
 FLAG_STATELESS_INGRESS = 0x10
+FLAG_REDIRECTED = 0x20  # SNAT traffic another chassis (or this one) sent to this gateway chassis
 
 STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
 STAGES_BY_TABLE: dict[int, Stage] = {stage.table: stage for stage in STAGES}

@@ -200,6 +200,10 @@ class RouterGateway(Document):
     fixed_ips: tuple[RouterAddress, ...] = ()  # its addresses, with their subnets' prefixes
     next_hops: tuple[Ip, ...] = ()  # the gateway_ip of each of those subnets: default routes
     enable_snat: bool = True
+    # the gateway chassis its SNAT is scheduled on, preferred first (neutrino.compiler.scheduling):
+    # a chassis sends SNAT traffic to the first of them it reaches (BFD), or translates it
+    # itself when it is on the list and reaches none before itself
+    chassis: tuple[str, ...] = ()
 
 
 class FloatingIpPolicy(Document):
