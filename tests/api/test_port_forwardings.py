@@ -118,7 +118,10 @@ def test_updating_a_port_forwarding(client: TestClient, db: Database, world: dic
     refused(client, db, "PUT", path, {"port_forwarding": {"internal_ip_address": "10.0.0.222"}},
             400, "BadRequest", headers=MEMBER)
     refused(client, db, "PUT", path, {"port_forwarding": {"protocol": "gre"}}, 400, headers=MEMBER)
-    assert outbox_changes(db)[-1] == [{"kind": "port_forwarding", "id": pf["id"], "op": "update"}]
+    # its floating IP is named too: the compiler reads forwardings with their floating IP
+    assert outbox_changes(db)[-1] == [{"kind": "port_forwarding", "id": pf["id"], "op": "update"},
+                                      {"kind": "floatingip", "id": world["fip"]["id"],
+                                       "op": "update"}]
 
 
 def test_duplicate_port_forwardings_are_refused(client: TestClient, db: Database,

@@ -136,16 +136,20 @@ def floatingips(id: str) -> st.SearchStrategy[FloatingIpRow]:
     """A floating IP on any network and port (the API keeps them consistent; the compiler
     must not need it), associated or not, with or without a router."""
     def build(network: str, port: str, address: str, fixed: tuple[str, str] | None,
-              router: str | None) -> FloatingIpRow:
+              router: str | None, forwardings: frozenset[tuple[str, int, str, int]]
+              ) -> FloatingIpRow:
         return FloatingIpRow(id=id, floating_network_id=network, floating_port_id=port,
                              floating_ip_address=address,
                              fixed_port_id=fixed[0] if fixed else None,
-                             fixed_ip_address=fixed[1] if fixed else None, router_id=router)
+                             fixed_ip_address=fixed[1] if fixed else None, router_id=router,
+                             port_forwardings=tuple(sorted(forwardings)))
     return st.builds(build, st.sampled_from(NETWORKS), st.sampled_from(PORTS),
                      st.sampled_from(("203.0.113.5", "203.0.113.6")),
                      st.none() | st.tuples(st.sampled_from(PORTS),
                                            st.sampled_from(("10.0.0.1", "10.0.1.1"))),
-                     st.none() | st.sampled_from(ROUTERS))
+                     st.none() | st.sampled_from(ROUTERS),
+                     st.frozensets(st.sampled_from((("tcp", 2222, "10.0.0.1", 22),
+                                                    ("udp", 53, "10.0.1.1", 5353)))))
 
 
 def router_ports(port_id: str) -> st.SearchStrategy[RouterPortRow]:
@@ -338,6 +342,12 @@ def test_isolation(intent: Intent) -> None:
                     assert fip.mac_address == intent.ports[row.floating_port_id].mac_address
                     fixed = intent.ports.get(fip.port_id)
                     assert fip.chassis == (fixed.host if fixed else "")
+                assert {(pf.floating_ip_address, pf.protocol, pf.external_port,
+                         pf.internal_ip_address, pf.internal_port)
+                        for pf in doc.port_forwardings} == {
+                    (f.floating_ip_address, *forwarding) for f in intent.floatingips.values()
+                    if f.router_id == doc.id and f.fixed_port_id is None
+                    for forwarding in f.port_forwardings}
                 assert [f.id for f in doc.floating_ips] == sorted(
                     f.id for f in intent.floatingips.values() if f.router_id == doc.id
                     and f.fixed_port_id is not None and f.floating_port_id in intent.ports)

@@ -100,6 +100,7 @@ def test_the_router_document() -> None:
                                    "cidr": "203.0.113.0/24"}],
                     "next_hops": ["203.0.113.1"], "enable_snat": True, "chassis": []},
         "floating_ips": [],
+        "port_forwardings": [],
     }
     assert compile_chassis(intent, "hv2")[item_key("hv2", "router", "r1")] == doc
 

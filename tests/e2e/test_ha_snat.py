@@ -12,6 +12,7 @@ The world: router `snat-router` with its gateway on `public` and an interface on
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +104,52 @@ def test_the_external_host_resolves_the_gateway_address_to_the_gateway_port(
     assert lab.ping("sa", world.external_ip)  # the reply makes the external host ask
     shown = world.external("ip", "neigh", "show", world.gateway_ip).stdout
     assert gateway_port.mac_address in shown, shown
+
+
+def test_a_port_forwarding_carries_a_tcp_connection_from_outside_to_the_instance(
+        world: World) -> None:
+    """A floating IP with no port of its own, port 2222/tcp forwarded to sa:5301: the external
+    host's connection arrives (centralized on the active gateway chassis, host1), and sa
+    sees the external host's real address. Deleting the forwarding stops it."""
+    lab, cloud = world.lab, world.lab.cloud
+    public = cloud.network.find_network("public")
+    fip = cloud.network.create_ip(floating_network_id=public.id)
+    address = lab.port("sa").fixed_ips[0]["ip_address"]
+    forwarding = cloud.network.create_port_forwarding(
+        floatingip_id=fip.id, internal_port_id=lab.port("sa").id, internal_ip_address=address,
+        internal_port=5301, external_port=2222, protocol="tcp")
+    lab.wait_converged("host1", "host2", "host3")
+
+    def deliver(line: str) -> str:
+        listener = lab.instance("sa").command(["busybox", "nc", "-l", "-p", "5301"])
+        server = subprocess.Popen(listener, stdout=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: "5301" in lab.exec("sa", "ss", "-ltn").stdout, timeout=5,
+                       message="sa listens on 5301")
+            neutrino(lab.state_dir, "lab", "exec", "external", "--state-dir",
+                     str(lab.state_dir), "--", "sh", "-c",
+                     f"echo {line} | busybox nc -w 2 {fip.floating_ip_address} 2222", check=False)
+            out, _ = server.communicate(timeout=3)
+            return out
+        except subprocess.TimeoutExpired:  # nothing arrived: the listener never returns
+            return ""
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+    try:
+        wait_until(lambda: "forwarded-in" in deliver("forwarded-in"), timeout=15,
+                   message="a line reaches sa through the port forwarding")
+        with lab.capture("sa") as capture:
+            assert "seen" in deliver("seen")
+            tcp = capture.matching(lambda f: f.ipv4 is not None and f.ipv4[0] == 6, seconds=0.5)
+        assert {f.ipv4[1] for f in tcp["sa"] if f.ipv4 is not None} == {world.external_ip}
+    finally:
+        cloud.network.delete_port_forwarding(forwarding, fip.id)
+    lab.wait_converged("host1", "host2", "host3")
+    assert "gone" not in deliver("gone")
+    cloud.network.delete_ip(fip)
 
 
 @pytest.mark.parametrize("how", ["vswitchd", "link"])

@@ -34,6 +34,7 @@ from neutrino.policy.model import (
     HostRoute,
     ItemKind,
     NetworkPolicy,
+    PortForwardingPolicy,
     PortPolicy,
     RemotePort,
     RouterAddress,
@@ -263,6 +264,15 @@ def _router_policy(intent: Intent, router_id: str) -> RouterPolicy:
         routes=tuple(RouterRoute(destination=d, nexthop=n) for d, n in sorted(set(router.routes))),
         gateway=_router_gateway(intent, router_id),
         floating_ips=_floating_ip_policies(intent, router_id),
+        port_forwardings=tuple(sorted(
+            (PortForwardingPolicy(floating_ip_address=fip.floating_ip_address,
+                                  protocol=protocol,  # type: ignore[arg-type]
+                                  external_port=external, internal_ip_address=address,
+                                  internal_port=internal)
+             for fip in intent.router_port_forwardings(router_id)
+             for protocol, external, address, internal in fip.port_forwardings
+             if protocol in ("tcp", "udp")),
+            key=lambda pf: (pf.floating_ip_address, pf.protocol, pf.external_port))),
     )
 
 

@@ -146,6 +146,9 @@ class FloatingIpRow:
     fixed_port_id: str | None = None
     fixed_ip_address: str | None = None
     router_id: str | None = None
+    #: its port forwardings: (protocol, external_port, internal_ip_address, internal_port),
+    #: sorted (the API names the floating IP in the outbox whenever one of them changes)
+    port_forwardings: tuple[tuple[str, int, str, int], ...] = ()
 
 
 def is_interface(row: RouterPortRow | None) -> bool:
@@ -367,6 +370,12 @@ class Intent:
         """The network of the router's gateway port (its external network), if it has one."""
         port = self.gateway_port(router_id)
         return port.network_id if port is not None else None
+
+    def router_port_forwardings(self, router_id: str) -> list[FloatingIpRow]:
+        """The floating IPs with port forwardings the router serves, sorted by id (those naming
+        it, unassociated: the API allows forwardings only there)."""
+        return [self.floatingips[f] for f in self.floatingips_by_router.get(router_id, ())
+                if self.floatingips[f].port_forwardings and self.floatingips[f].fixed_port_id is None]
 
     def router_floatingips(self, router_id: str) -> list[FloatingIpRow]:
         """The floating IPs the router serves, sorted by id: those naming it that are
@@ -796,13 +805,30 @@ def _router_port_row(row: Any) -> RouterPortRow:
     return RouterPortRow(port_id=row.port_id, router_id=row.router_id, port_type=row.port_type)
 
 
-def _floatingip_row(row: Any) -> FloatingIpRow:
+def _floatingip_row(row: Any, forwardings: Mapping[str, list[tuple[str, int, str, int]]]
+                    ) -> FloatingIpRow:
     return FloatingIpRow(
         id=row.id, floating_network_id=row.floating_network_id,
         floating_port_id=row.floating_port_id, floating_ip_address=row.floating_ip_address,
         fixed_port_id=row.fixed_port_id, fixed_ip_address=row.fixed_ip_address,
-        router_id=row.router_id,
+        router_id=row.router_id, port_forwardings=tuple(sorted(forwardings.get(row.id, ()))),
     )
+
+
+def _floatingips(conn: Connection, only: Collection[str] | None) -> dict[str, FloatingIpRow]:
+    """Floating IPs with their port forwardings: all of them, or those of `only` that exist."""
+    pfs = schema.port_forwardings
+    rows = select(schema.floatingips)
+    forwarding = select(pfs.c.floatingip_id, pfs.c.protocol, pfs.c.external_port,
+                        pfs.c.internal_ip_address, pfs.c.internal_port)
+    if only is not None:
+        rows = rows.where(schema.floatingips.c.id.in_(only))
+        forwarding = forwarding.where(pfs.c.floatingip_id.in_(only))
+    forwardings: dict[str, list[tuple[str, int, str, int]]] = defaultdict(list)
+    for pf in conn.execute(forwarding):
+        forwardings[pf.floatingip_id].append((pf.protocol, pf.external_port,
+                                              pf.internal_ip_address, pf.internal_port))
+    return {row.id: _floatingip_row(row, forwardings) for row in conn.execute(rows)}
 
 
 def _ports(conn: Connection, only: Collection[str] | None) -> dict[str, PortRow]:
@@ -842,8 +868,7 @@ def load_intent(conn: Connection) -> Intent:
         routers={row.id: _router_row(row) for row in conn.execute(select(schema.routers))},
         router_ports={row.port_id: _router_port_row(row)
                       for row in conn.execute(select(schema.router_ports))},
-        floatingips={row.id: _floatingip_row(row)
-                     for row in conn.execute(select(schema.floatingips))},
+        floatingips=_floatingips(conn, None),
     )
 
 
@@ -918,9 +943,15 @@ def load_changed_rows(conn: Connection, previous: Intent, changes: Sequence[Chan
         chassis=_read(conn, schema.chassis, schema.chassis.c.name, ids["chassis"], _chassis_row),
         routers=_read(conn, schema.routers, schema.routers.c.id, router_ids, _router_row),
         router_ports=router_ports,
-        floatingips=_read(conn, schema.floatingips, schema.floatingips.c.id, ids["floatingip"],
-                          _floatingip_row),
+        floatingips=_changed_floatingips(conn, ids["floatingip"]),
     )
+
+
+def _changed_floatingips(conn: Connection, ids: set[str]) -> dict[str, FloatingIpRow | None]:
+    if not ids:
+        return {}
+    found = _floatingips(conn, ids)
+    return {id: found.get(id) for id in ids}
 
 
 #: beyond this many changes in one pass, reading everything is about as fast (and simpler)

@@ -492,6 +492,21 @@ def _choose_gateway(members: tuple[int, ...]) -> str:
             + ",".join(str(m) for m in members) + ")")
 
 
+def _active_arp_reply(ext_key: int, address: str, mac: str, members: tuple[int, ...],
+                      cookie: int) -> list[Flow]:
+    """ARP for `address` on the external network answered from `mac` only while this chassis
+    is the active gateway: the first of the list it reaches (bundle_load over the tunnels to
+    the gateway chassis before it: none live = itself; no members = it is the preferred one)."""
+    answer = _arp_reply(ext_key, address, mac, cookie, stage_name="l2_lookup")
+    if not members:
+        return [answer]
+    asked: dict[str, str | int] = dict(answer.match)
+    return [Flow.make("l2_lookup", answer.priority, {**asked, "reg4": 0},
+                      [_choose_gateway(members), resubmit("l2_lookup")], cookie),
+            Flow.make("l2_lookup", answer.priority + 1, {**asked, "reg4": NO_GATEWAY},
+                      answer.actions, cookie)]
+
+
 def _snat_flows(router: RouterPolicy, snat: SnatSide, cookie: int) -> list[Flow]:
     """A router's SNAT on this chassis (`_snat_side`): the default route into the gateway
     chassis's tunnel (or to SNAT here); on a gateway chassis, the translation itself, the way
@@ -546,17 +561,19 @@ def _snat_flows(router: RouterPolicy, snat: SnatSide, cookie: int) -> list[Flow]
     flows.append(Flow.make("l3_input", 94, to_gateway,
                            ["dec_ttl", f"ct(table={table('ip_routing')},zone={snat.zone},nat)"],
                            cookie))
-    # ARP for the gateway address: answered by the active gateway chassis only, the first
-    # of the list this chassis reaches (itself when it reaches none before it)
-    answer = _arp_reply(ext_key, address, mac, cookie, stage_name="l2_lookup")
-    if snat.members:
-        asked: dict[str, str | int] = dict(answer.match)
-        flows.append(Flow.make("l2_lookup", answer.priority, {**asked, "reg4": 0},
-                               [_choose_gateway(snat.members), resubmit("l2_lookup")], cookie))
-        flows.append(Flow.make("l2_lookup", answer.priority + 1, {**asked, "reg4": NO_GATEWAY},
-                               answer.actions, cookie))
-    else:
-        flows.append(answer)
+    # ARP for the gateway address and the port forwardings' floating IPs: answered (with the
+    # gateway MAC) by the active gateway chassis only
+    for answered in sorted({address, *(pf.floating_ip_address for pf in router.port_forwardings)}):
+        flows += _active_arp_reply(ext_key, answered, mac, snat.members, cookie)
+    # port forwardings: DNAT in the router's zone (replies go back through SNAT at 99, where
+    # conntrack turns them back into the floating IP's)
+    for pf in router.port_forwardings:
+        flows.append(Flow.make(
+            "l3_input", 96, {"metadata": key, "dl_type": IPV4, "nw_dst": pf.floating_ip_address,
+                             "nw_proto": 6 if pf.protocol == "tcp" else 17,
+                             "tp_dst": pf.external_port},
+            ["dec_ttl", ct_nat(snat.zone, f"dst={pf.internal_ip_address}:{pf.internal_port}",
+                               "ip_routing")], cookie))
     if snat.dhcp_ofport is not None:  # the agent resolves the next hop, as this chassis
         flows.append(Flow.make("l2_lookup", 105, {"metadata": ext_key, "dl_dst": snat.probe_mac,
                                                   "dl_type": ARP},

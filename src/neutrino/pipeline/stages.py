@@ -89,11 +89,12 @@ STAGES: tuple[Stage, ...] = (
           "active gateway chassis, is answered; broadcast/unknown -> flood"),
     Stage("l3_input", 52,
           frozenset({"metadata", "reg0", "dl_type", "nw_proto", "nw_dst", "ipv6_dst", "icmp_type",
-                     "icmpv6_type"}),
+                     "icmpv6_type", "tp_dst"}),
           frozenset({"ip_routing"}),
           "a packet to a router (metadata = router key): echo requests to its addresses are "
           "answered, anything else to them dropped; to a local floating IP: DNAT to its fixed "
-          "address (router's ct zone); to its gateway address (gateway chassis): un-SNAT; "
+          "address (router's ct zone); to its gateway address (gateway chassis): un-SNAT; to a "
+          "port forwarding's floating IP and port (gateway chassis): DNAT; "
           "redirected by another chassis: on to routing (its TTL was decremented there); "
           "transit IPv4 / IPv6: TTL -1, on to routing"),
     Stage("ip_routing", 54,

@@ -219,6 +219,19 @@ class FloatingIpPolicy(Document):
     chassis: str = ""  # where port_id is bound ("" = nowhere: nobody translates it)
 
 
+class PortForwardingPolicy(Document):
+    """A port forwarding of one of the router's floating IPs (one without an associated port):
+    `protocol` traffic to `floating_ip_address`:`external_port` goes to
+    `internal_ip_address`:`internal_port`. Centralized: the router's active gateway chassis
+    answers ARP for the floating IP and translates it, as it does SNAT."""
+
+    floating_ip_address: Ip
+    protocol: Literal["tcp", "udp"]
+    external_port: L4Port
+    internal_ip_address: Ip
+    internal_port: L4Port
+
+
 class RouterPolicy(Document):
     id: str
     tunnel_key: int  # the router's key inside the pipeline (metadata while routing), see docs
@@ -227,6 +240,7 @@ class RouterPolicy(Document):
     routes: tuple[RouterRoute, ...] = ()  # sorted by (destination, nexthop)
     gateway: RouterGateway | None = None
     floating_ips: tuple[FloatingIpPolicy, ...] = ()  # associated ones (with a port), sorted by id
+    port_forwardings: tuple[PortForwardingPolicy, ...] = ()  # sorted
 
 
 PolicyDocument = (PortPolicy | NetworkPolicy | SecurityGroupPolicy | AddressSetPolicy | TunnelPolicy

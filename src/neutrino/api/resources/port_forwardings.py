@@ -215,11 +215,11 @@ class PortForwardings(Resource):
         self._check_duplicates(conn, pf, None, updating=False)
         pf_id = new_id()
         conn.execute(insert(port_forwardings).values(id=pf_id, project_id=fip.project_id, **pf))
-        changes = [Change("port_forwarding", pf_id, "create")]
+        # the floating IP is named too: the compiler reads forwardings with their floating IP
+        changes = [Change("port_forwarding", pf_id, "create"), Change("floatingip", fip.id, "update")]
         if not fip.router_id:
             FloatingIps(self.settings).touch(conn, fip.id, {"router_id": router_id,
                                                             "status": FIP_ACTIVE})
-            changes.append(Change("floatingip", fip.id, "update"))
         return pf_id, changes
 
     def update(
@@ -248,7 +248,8 @@ class PortForwardings(Resource):
         self._check_duplicates(conn, pf, current["id"], updating=True)
         conn.execute(update(port_forwardings).where(port_forwardings.c.id == current["id"])
                      .values(**{k: pf[k] for k in ATTRIBUTES if k != "id"}))
-        return [Change("port_forwarding", current["id"], "update")]
+        return [Change("port_forwarding", current["id"], "update"),
+                Change("floatingip", fip_id, "update")]
 
     def delete(
         self, conn: Connection, ctx: RequestContext, current: dict[str, Any]
@@ -256,13 +257,13 @@ class PortForwardings(Resource):
         fip_id = conn.execute(select(port_forwardings.c.floatingip_id)
                               .where(port_forwardings.c.id == current["id"])).scalar_one()
         conn.execute(delete(port_forwardings).where(port_forwardings.c.id == current["id"]))
-        changes = [Change("port_forwarding", current["id"], "delete")]
+        changes = [Change("port_forwarding", current["id"], "delete"),
+                   Change("floatingip", fip_id, "update")]
         left = conn.execute(select(port_forwardings.c.id)
                             .where(port_forwardings.c.floatingip_id == fip_id)).first()
         fip = self._fip(conn, fip_id)
         if left is None and fip.fixed_port_id is None and fip.router_id is not None:
             FloatingIps(self.settings).touch(conn, fip_id, {"router_id": None, "status": FIP_DOWN})
-            changes.append(Change("floatingip", fip_id, "update"))
         return changes
 
 
