@@ -1,7 +1,7 @@
 """`make demo`: two projects on a lab of three hosts, and real packets that show who reaches whom.
 
-1. `neutrino lab up --hosts 3`: a server and host1..host3, each a network namespace with its
-   own Open vSwitch and agent.
+1. `neutrino lab up --hosts 3 --gateways 2`: a server and host1..host3, each a network namespace
+   with its own Open vSwitch and agent; host1 (preferred) and host2 are gateway hosts.
 2. Through the API (openstacksdk): as admin, projects `demo-red` and `demo-blue` with a user
    each (role member); then, as each project's user, a network, a subnet (both projects use
    10.0.0.0/24: overlapping tenants are fine), security groups and ports.  `neutrino lab boot`
@@ -9,7 +9,15 @@
 3. Real ping and TCP (`busybox nc`) between the instances, each with the result the security
    groups and networks predict and why; a summary table.  Exit status 1 if any probe did not
    match its expectation.
-4. `neutrino lab down`, also after an error or Ctrl-C; `--keep` leaves the lab up for exploring
+4. A gateway failover (HA SNAT): red-client (host3, no floating IP) goes out as red-router's
+   gateway address through the active gateway host1 (the external host sees that address); the
+   API shows host1 active and host2 standby; host1's ovs-vswitchd is killed while red-client
+   pings the external host every 10 ms (`neutrino.lab.failover.measure_failover`): the traffic
+   moves to host2 by itself (the gap is printed) and the API shows host2 active; host1 is
+   healed, takes the traffic back, and the requests lost on that return are printed (0
+   expected; reported, not judged: the exit status only fails if the traffic does not move or
+   the API does not follow).
+5. `neutrino lab down`, also after an error or Ctrl-C; `--keep` leaves the lab up for exploring
    with the `openstack` CLI (clouds `neutrino-lab` for admin, `demo-red` and `demo-blue` for the
    projects' users).
 
@@ -25,6 +33,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +45,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+import httpx
 import yaml
 from rich import box
 from rich.console import Console
@@ -45,6 +55,7 @@ from rich.tree import Tree
 from neutrino.lab import netns
 from neutrino.lab.cli import api_client
 from neutrino.lab.errors import LabError, require_lab_prerequisites
+from neutrino.lab.failover import PING_INTERVAL, FailoverPhase, measure_failover
 from neutrino.lab.state import LabState, lab_prefix
 
 CLOUD = "neutrino-lab"  # the admin cloud `neutrino lab up` writes into clouds.yaml
@@ -54,6 +65,10 @@ BACK_CIDR = "10.0.1.0/24"  # red-back, behind red-router
 PUBLIC_NETWORK = "public"  # the lab's external network (neutrino lab up makes it)
 EXTERNAL = "external"  # the lab's upstream namespace (`neutrino lab exec external -- ...`)
 HOSTS = 3
+GATEWAYS = 2  # host1 (preferred) and host2 are gateway hosts: red-router's SNAT lives there
+ACTIVE_GATEWAY, STANDBY_GATEWAY = "host1", "host2"
+SNAT_CLIENT = "red-client"  # no floating IP, on host3: its traffic out goes through the gateway
+SNAT_PORT = 7000  # the external host's listener that reports the source address it sees
 PING_DEADLINE = 3  # seconds: a blocked ping costs this much
 PING = ("ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(PING_DEADLINE))  # done at the 1st reply
 CONNECT_TIMEOUT = 3  # seconds, for `busybox nc -w`: two SYNs (the kernel resends after 1 s)
@@ -146,6 +161,8 @@ PROBES = (
           "floating IP: DNAT on red-web's own host"),
     Probe(15, "red-web", "external", "ping", None, True,
           "out as its floating IP: SNAT on its own host"),
+    Probe(16, "red-client", "external", "ping", None, True,
+          "no floating IP: SNAT on the active gateway host1"),
 )
 
 LESSONS = (
@@ -163,6 +180,8 @@ LESSONS = (
     "floating IPs are distributed too: the upstream network (the lab's external namespace) "
     "reaches red-web by its floating IP, and red-web goes out as it, both translated on "
     "red-web's own host (14, 15)",
+    "an instance without a floating IP goes out as its router's gateway address, translated on "
+    "the router's active gateway host (16; step 4 shows it failing over)",
 )
 
 
@@ -230,6 +249,7 @@ class Demo:
     state_dir: Path
     instances: dict[str, Instance] = field(default_factory=dict)
     floating: dict[str, str] = field(default_factory=dict)  # instance -> its floating IP
+    router_id: str = ""  # red-router (its gateway on public: SNAT on the gateway hosts)
     listeners: set[subprocess.Popen[str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -246,9 +266,10 @@ class Demo:
     def up(self) -> None:
         started = time.monotonic()
         console.print(f"$ export NEUTRINO_LAB_STATE_DIR={self.state_dir}", style="dim", markup=False)
-        self.lab("up", "--hosts", str(HOSTS), detach=True)
+        self.lab("up", "--hosts", str(HOSTS), "--gateways", str(GATEWAYS), detach=True)
         console.print(f"  host1..host3 are up, each a network namespace with its own Open vSwitch "
-                      f"and a neutrino agent, on one underlay ({time.monotonic() - started:.1f} s)")
+                      f"and a neutrino agent, on one underlay; {ACTIVE_GATEWAY} (preferred) and "
+                      f"{STANDBY_GATEWAY} are gateway hosts ({time.monotonic() - started:.1f} s)")
 
     # --- step 2 -----------------------------------------------------------------------------
 
@@ -371,6 +392,7 @@ class Demo:
                                             external_gateway_info={"network_id": public.id})
         for joined in (subnet, back_subnet):
             conn.network.add_interface_to_router(router, subnet_id=joined.id)
+        self.router_id = str(router.id)
         tree.add(f"network {back.name}, subnet {back_subnet.cidr} (gateway {back_subnet.gateway_ip})")
         tree.add(f"router {router.name}: interfaces {subnet.gateway_ip} on {net.name}, "
                  f"{back_subnet.gateway_ip} on {back.name} (distributed: every host routes); "
@@ -511,6 +533,106 @@ class Demo:
             for listener in list(self.listeners):
                 stop(listener)
 
+    # --- step 4 -----------------------------------------------------------------------------
+
+    def gateway_failover(self) -> bool:
+        """SNAT through the active gateway host, the API's HA state, host1's switch killed and
+        healed while red-client pings the external host; whether the SNAT source, the traffic
+        and the API all behaved (the gap and the loss on return are printed, not judged)."""
+        client, external = self.instances[SNAT_CLIENT], self.instances[EXTERNAL]
+        with api_client(self.state_dir) as api:
+            router = api.get(f"/v2.0/routers/{self.router_id}").json()["router"]
+            gateway_ip = str(router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"])
+            console.print(f"$ openstack network agent list --router {router['name']} --long   "
+                          f"(GET /v2.0/routers/{{id}}/l3-agents)", style="dim", markup=False)
+            steady = {ACTIVE_GATEWAY: "active", STANDBY_GATEWAY: "standby"}
+            deadline = time.monotonic() + 20
+            while (roles := self.roles(api)) != steady and time.monotonic() < deadline:
+                time.sleep(0.2)
+        ok = roles == steady
+        console.print(f"  {mark(ok)} {router['name']}'s SNAT is on its gateway hosts: "
+                      f"{roles_text(roles)}")
+
+        seen = self.snat_source(client, external)
+        snat_ok = seen == gateway_ip
+        console.print(
+            f"  {mark(snat_ok)} {client.name} ({client.address} on {client.spec.host}, no floating "
+            f"IP) → external {external.address}:{SNAT_PORT} (tcp): the external host sees "
+            f"{seen or 'no connection'}\n    "
+            + (f"red-router's gateway address (translated on {ACTIVE_GATEWAY})" if snat_ok else
+               f"[bold red]not red-router's gateway address {gateway_ip}[/]"))
+
+        console.print(f"  {client.name} pings the external host every {PING_INTERVAL * 1000:.0f} ms "
+                      f"while {ACTIVE_GATEWAY}'s ovs-vswitchd is killed (SIGKILL), then healed:")
+        ping = ("ping", "-n", "-D", "-O", "-i", f"{PING_INTERVAL:g}", external.address)
+        console.print(shown(self.exec_args(client.name, *ping)) + "   (in the background)",
+                      style="dim", markup=False)
+
+        def moved(out: FailoverPhase) -> None:
+            standby = out.roles.get(STANDBY_GATEWAY)
+            failed = out.roles.get(ACTIVE_GATEWAY)
+            console.print(
+                f"  {mark(standby == 'active')} the traffic moved to {STANDBY_GATEWAY} by itself "
+                f"(BFD on the tunnels, no control plane): [bold]{out.gap_ms:.0f} ms[/] without a "
+                f"reply, {out.lost} of {out.transmitted} requests lost\n"
+                f"    the API now shows {STANDBY_GATEWAY} {standby}"
+                + (f" ({ACTIVE_GATEWAY}'s own agent still reports {failed})" if failed else ""))
+
+        def command(line: str) -> None:
+            console.print(f"$ {line}", style="dim", markup=False)
+
+        try:
+            result = measure_failover(self.state_dir, client.name, ACTIVE_GATEWAY, "vswitchd",
+                                      router_id=self.router_id, target=external.address,
+                                      log=command, on_failover=moved)
+        except LabError as error:
+            console.print(f"  [bold red]✗ the failover did not complete:[/] {error}")
+            return False
+        back = result.back
+        returned = back.roles == steady
+        console.print(
+            f"  {mark(returned)} {ACTIVE_GATEWAY} took the traffic back once its flows were in: "
+            + (f"[bold]{back.lost}[/] of {back.transmitted} requests lost"
+               if back.lost == 0 else
+               f"[bold yellow]{back.lost}[/] of {back.transmitted} requests lost (0 expected)")
+            + f" on the return, longest gap {back.gap_ms:.0f} ms\n"
+            f"    the API {back.seconds:.1f} s after the heal: {roles_text(back.roles)}")
+        return ok and snat_ok and returned and result.failover.roles.get(STANDBY_GATEWAY) == "active"
+
+    def roles(self, api: httpx.Client) -> dict[str, str]:
+        """host -> ha_state of red-router's gateway agents, as the API reports them."""
+        response = api.get(f"/v2.0/routers/{self.router_id}/l3-agents")
+        response.raise_for_status()
+        return {agent["host"]: agent["ha_state"] for agent in response.json()["agents"]}
+
+    def snat_source(self, client: Instance, external: Instance) -> str | None:
+        """The source address the external host sees on a TCP connection from `client`: a
+        listener in the external namespace, `busybox nc` in the client."""
+        namespace = LabState.load(self.state_dir).external_namespace
+        listener = netns.socket_in(namespace)
+        with listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((external.address, SNAT_PORT))
+            listener.listen(1)
+            listener.settimeout(CONNECT_TIMEOUT + 2)
+            send = self.exec_args(client.name, "sh", "-c", f"echo snat | busybox nc -w "
+                                  f"{CONNECT_TIMEOUT} {external.address} {SNAT_PORT}")
+            console.print(shown(send), style="dim", markup=False)
+            sender = subprocess.Popen(neutrino_argv(*send), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env=lab_env(self.state_dir))
+            try:
+                connection, peer = listener.accept()
+                connection.close()
+                return str(peer[0])
+            except TimeoutError:
+                return None
+            finally:
+                try:
+                    sender.wait(CONNECT_TIMEOUT + 5)
+                except subprocess.TimeoutExpired:
+                    sender.kill()
+                    sender.wait()
+
     def summary(self, outcomes: list[Outcome]) -> Table:
         table = Table(title="Who reaches whom, and why", title_justify="left",
                       box=box.SIMPLE_HEAD, collapse_padding=True, show_edge=False)
@@ -564,6 +686,14 @@ def describe_rule(rule: dict[str, Any], group_names: dict[str, str]) -> str:
     else:
         remote = rule.get("remote_ip_prefix") or "anywhere"
     return f"in {protocol}{ports} from {remote}"
+
+
+def mark(ok: bool) -> str:
+    return "[green]✓[/]" if ok else "[bold red]✗[/]"
+
+
+def roles_text(roles: dict[str, str]) -> str:
+    return ", ".join(f"{host} {state}" for host, state in sorted(roles.items())) or "none"
 
 
 def plain_result(reached: bool) -> str:
@@ -624,6 +754,8 @@ def keep_hints(demo: Demo) -> None:
                   f"  uv run neutrino lab exec red-client -- ping -c 2 {web.address}\n"
                   "  # probe 10 stage by stage: red-db's packet stays in red-net's segment\n"
                   f"  uv run neutrino trace --host {db.spec.host} --port red-db '{packet}'\n"
+                  "  uv run openstack network agent list --router red-router --long   # HA state\n"
+                  "  uv run neutrino lab fail host1 --how link; uv run neutrino lab heal host1\n"
                   "  uv run neutrino lab status\n"
                   f"and remove it with:\n  uv run neutrino lab down --state-dir {d}",
                   markup=False)
@@ -637,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m neutrino.demo",
         description="Two projects on a lab of three hosts; real ping and TCP show who reaches "
-                    "whom and why. Needs root and Open vSwitch.")
+                    "whom and why, then the router's active gateway host fails over. Needs root "
+                    "and Open vSwitch.")
     parser.add_argument("--keep", action="store_true",
                         help="leave the lab up for exploring with the openstack CLI")
     parser.add_argument("--state-dir", type=Path, default=Path("~/.neutrino/demo"),
@@ -687,7 +820,12 @@ def main(argv: list[str] | None = None) -> int:
                           f"their expectation: {', '.join(str(o.probe.number) for o in misses)}[/]")
         else:
             console.print(f"[bold green]All {len(outcomes)} probes matched their expectations.[/]")
-        status = 1 if misses else 0
+        console.rule(f"Step 4: the active gateway fails (SNAT of {SNAT_CLIENT}, HA on "
+                     f"{ACTIVE_GATEWAY} and {STANDBY_GATEWAY})", align="left")
+        failover_ok = demo.gateway_failover()
+        if not failover_ok:
+            console.print("[bold red]The gateway failover did not go as expected.[/]")
+        status = 1 if misses or not failover_ok else 0
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted[/]")
         status = 130
@@ -709,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def teardown(state_dir: Path) -> int:
     """`neutrino lab down`, then drop the state directory; 1 if something was left over."""
-    console.rule("Step 4: tear down", align="left")
+    console.rule("Step 5: tear down", align="left")
     try:
         neutrino(state_dir, "lab", "down", timeout=120)
     except (DemoError, subprocess.TimeoutExpired) as error:

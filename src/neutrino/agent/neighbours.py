@@ -7,7 +7,11 @@ nothing wrong), from the agent's DHCP port; the pipeline floods it into the exte
 (native_dhcp 111) and brings the replies addressed to the floating IP's MAC back to the DHCP
 port (l2_lookup 105). What it learns becomes arp_resolve flows (the renderer's `neighbours`).
 Unanswered requests are repeated every second, answered ones every `REFRESH` seconds, so a
-changed MAC is followed.
+changed MAC is followed. A gateway chassis asks as itself instead (`probe_mac`, sender IP
+0.0.0.0: an ARP probe), so that a standby never moves the router's MAC upstream.
+
+The same socket sends the gratuitous ARPs of router interfaces that appear or change their
+MAC on this chassis (`announce`; native_dhcp 112 delivers them to the local ports only).
 """
 
 from __future__ import annotations
@@ -97,6 +101,22 @@ class NeighbourResolver(PacketResponder):
             except OSError as error:
                 self._failed(f"ARP request on {self.ifname}: {error}")
             self._asked[key] = now
+        return sent
+
+    def announce(self, addresses: Iterable[tuple[str, str]]) -> int:
+        """Send a gratuitous ARP (a request for its own address) for each (IP, MAC): a router
+        interface that came or changed its MAC, so the instances' neighbour entries follow at
+        once. How many were sent."""
+        sock = self._sock
+        if sock is None:
+            return 0
+        sent = 0
+        for ip, mac in addresses:
+            try:
+                sock.send(build_request(Wanted("", ip, mac, ip)))
+                sent += 1
+            except OSError as error:
+                self._failed(f"gratuitous ARP on {self.ifname}: {error}")
         return sent
 
     def handle_frame(self, frame: bytes) -> bytes | None:

@@ -107,6 +107,7 @@ class Agent:
         self._switch_lost = False  # the OpenFlow connection dropped and is not back yet
         self._ready_peers: set[str] = set()
         self._peers: dict[str, TunnelSpec] = {}
+        self._announced: set[tuple[str, str, str]] = set()  # (network, IP, MAC) of interfaces
         self._lease_of = PortAnswers[Lease](lambda port, network, _: lease_for(port, network))
         self._advert_of = PortAnswers[RouterAdvert](advert_for)
 
@@ -425,6 +426,8 @@ class Agent:
                 self._render_and_apply, documents, local, tunnels, zones, dhcp_ofport, provider,
                 neighbours)
             self._rendered_from = inputs
+        if self.flows.synced:
+            await asyncio.to_thread(self._announce_interfaces, routers, documents, local)
         if drained and self.flows.synced:  # the flows using those tunnels are in: undrain
             self._switch_ready = True
             self._ready_peers = set(peers)
@@ -457,6 +460,23 @@ class Agent:
         if changes is None or not self.flows.synced:
             return rendered, self.flows.apply(self.renderer.flows.values())
         return rendered, self.flows.apply_changes(changes)
+
+    def _announce_interfaces(self, routers: list[RouterPolicy], documents: Mapping[str, Document],
+                             local: Mapping[str, int]) -> None:
+        """A gratuitous ARP for each IPv4 address of a router interface on a network with a
+        local port, once per (network, address, MAC): instances learn a new interface's MAC
+        now, not when their neighbour entry goes stale."""
+        if self.neighbours is None:
+            return
+        networks = {d.network_id for d in documents.values()
+                    if isinstance(d, PortPolicy) and d.id in local}
+        current = {(i.network_id, a.ip_address, i.mac_address) for r in routers if r.admin_state_up
+                   for i in r.interfaces if i.network_id in networks
+                   for a in i.fixed_ips if ":" not in a.ip_address}
+        new = current - self._announced
+        if new:
+            self.neighbours.announce((ip, mac) for _network, ip, mac in sorted(new))
+        self._announced = current
 
     def _want_next_hops(self, routers: list[RouterPolicy],
                         local: Mapping[str, int]) -> dict[tuple[str, str], str]:

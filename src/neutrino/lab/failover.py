@@ -10,9 +10,9 @@ active again with every other gateway standby and the instance's host sees its B
 up, and `resumed_for` seconds more.
 
     result = measure_failover(state_dir, "sa", "host1", "vswitchd")
-    result.gap_ms         # longest time between two replies around the failure
-    result.lost           # requests without a reply during the failover
-    result.return_lost    # ... during the return to the healed host (target 0)
+    result.failover.gap_ms    # longest time between two replies around the failure
+    result.failover.lost      # requests without a reply during the failover
+    result.back.lost          # ... during the return to the healed host (target 0)
 
 The gap is what an application sees: from the last reply before the failure to the first one
 after it (detection + switchover, plus at most one ping interval).  Losses are counted from
@@ -57,6 +57,33 @@ class FailoverError(LabError):
 
 
 @dataclass(frozen=True)
+class FailoverPhase:
+    """From steady traffic through the active gateway, over its failure, to steady traffic
+    through another gateway."""
+
+    gap_ms: float  # longest time between two consecutive replies around the failure
+    lost: int  # requests without a reply
+    transmitted: int  # requests ping sent
+    resumed_ms: float  # failure injected -> first reply of the final steady run
+    # failure injected -> the API showed another gateway active (None for `agent`: killing
+    # the agent leaves the host's data path as it was, nothing fails over)
+    standby_active_s: float | None
+    roles: dict[str, str]  # host -> ha_state (API) once another gateway was active
+
+
+@dataclass(frozen=True)
+class ReturnPhase:
+    """From steady traffic through the standby, over the heal, until the healed host is the
+    active gateway again (and `resumed_for` seconds more)."""
+
+    lost: int  # requests without a reply (target 0)
+    transmitted: int
+    gap_ms: float  # longest time between two consecutive replies
+    seconds: float  # heal -> the API showed the host active again (and its peers standby)
+    roles: dict[str, str]
+
+
+@dataclass(frozen=True)
 class FailoverResult:
     """One failure of the active gateway host and its return, as the instance's ping saw it."""
 
@@ -66,21 +93,8 @@ class FailoverResult:
     target: str  # the address pinged (the external host)
     router_id: str
     interval_ms: float  # ping's interval
-    # the failover
-    gap_ms: float  # longest time between two consecutive replies around the failure
-    lost: int  # requests without a reply during the failover phase
-    transmitted: int  # requests ping sent during the failover phase
-    resumed_ms: float  # failure injected -> first reply of the final steady run
-    # failure injected -> the API showed another gateway active (None for `agent`: killing
-    # the agent leaves the host's data path as it was, nothing fails over)
-    standby_active_s: float | None
-    roles_failed: dict[str, str]  # host -> ha_state (API) once another gateway was active
-    # the return
-    return_lost: int  # requests without a reply from before the heal until after the return
-    return_transmitted: int
-    return_gap_ms: float  # longest time between two consecutive replies during the return
-    return_s: float  # heal -> the API showed the host active again (and its peers standby)
-    roles_returned: dict[str, str]
+    failover: FailoverPhase
+    back: ReturnPhase
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,14 +104,18 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                      router_id: str | None = None, target: str | None = None,
                      interval: float = PING_INTERVAL, settle: float = SETTLE,
                      resumed_for: float = RESUMED_FOR, timeout: float = TIMEOUT,
-                     log: Callable[[str], None] | None = None) -> FailoverResult:
+                     log: Callable[[str], None] | None = None,
+                     on_failover: Callable[[FailoverPhase], None] | None = None,
+                     ) -> FailoverResult:
     """Fail `host` (the active gateway of the router `instance` goes out through) the way `how`
     says while `instance` pings `target` (default: the lab's external host), heal it, and
     measure both transitions.  `router_id` defaults to the router with a gateway that has an
-    interface on the instance's network.  `log` gets a line for each step (the commands a user
-    would type for them).  A FailoverError if `host` is not the active gateway with every other
-    gateway standby at the start, if no reply comes before the failure, or if a wait times out.
-    The host is healed before returning or raising."""
+    interface on the instance's network.  `log` gets a line for each step (the command a user
+    would type for it); `on_failover` the failover's numbers before the heal.
+
+    A FailoverError if `host` is not the active gateway with every other gateway standby at
+    the start, if no reply comes before the failure, or if a wait times out.  The host is
+    healed before returning or raising."""
     say = log or (lambda _line: None)
     state = LabState.load(state_dir)
     try:
@@ -145,7 +163,13 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                                   f"{api.roles(router_id)})")
                     standby_active = time.time() - failed_at
                 roles_failed = api.roles(router_id)
-            failover = pinger.record
+            seen = pinger.record
+            failover = FailoverPhase(
+                gap_ms=_gap_across(seen, failed_at) * 1000, lost=seen.missing(),
+                transmitted=_sent(seen), resumed_ms=(resumed_at - failed_at) * 1000,
+                standby_active_s=standby_active, roles=roles_failed)
+            if on_failover is not None:
+                on_failover(failover)
 
             # --- the return -----------------------------------------------------------------
             with ContinuousPing(record.namespace, target, interval=interval) as pinger:
@@ -163,20 +187,17 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                 returned = time.time() - healed_at
                 roles_returned = api.roles(router_id)
                 time.sleep(resumed_for)
-            back = pinger.record
+            seen = pinger.record
+            back = ReturnPhase(lost=seen.missing(), transmitted=_sent(seen),
+                               gap_ms=seen.gap() * 1000, seconds=returned, roles=roles_returned)
         finally:
             if not healed:
                 with contextlib.suppress(LabError), Lab.session(state_dir) as lab:
                     lab.heal(host)
 
-    return FailoverResult(
-        host=host, how=how, instance=instance, target=target, router_id=router_id,
-        interval_ms=interval * 1000,
-        gap_ms=_gap_across(failover, failed_at) * 1000, lost=failover.missing(),
-        transmitted=_sent(failover), resumed_ms=(resumed_at - failed_at) * 1000,
-        standby_active_s=standby_active, roles_failed=roles_failed,
-        return_lost=back.missing(), return_transmitted=_sent(back),
-        return_gap_ms=back.gap() * 1000, return_s=returned, roles_returned=roles_returned)
+    return FailoverResult(host=host, how=how, instance=instance, target=target,
+                          router_id=router_id, interval_ms=interval * 1000, failover=failover,
+                          back=back)
 
 
 # --- helpers ----------------------------------------------------------------------------------

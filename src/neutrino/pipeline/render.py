@@ -272,7 +272,7 @@ def _signatures(documents: Mapping[str, Document], local_ofports: Mapping[str, i
             out["router", router.id] = (router, attached, *_floating_side(
                 router, networks, zones, ct_zones, local_ofports, dhcp_ofport),
                 _snat_side(router, networks, zones, tunnel_ofports, ct_zones, dhcp_ofport,
-                           chassis))
+                           chassis), dhcp_ofport)
             routed.update(network_id for network_id, _key, _zone in attached)
     learned = neighbours or {}
     for network in networks.values():
@@ -625,7 +625,8 @@ def _floating_ip_flows(router: RouterPolicy, fips: tuple[FloatingIpPolicy, ...],
 def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ...],
                   fips: tuple[FloatingIpPolicy, ...] = (), external: tuple[int, int] | None = None,
                   nat_zone: int = 0, dhcp_ofport: int | None = None,
-                  snat: SnatSide | None = None) -> tuple[Flow, ...]:
+                  snat: SnatSide | None = None,
+                  announcer: int | None = None) -> tuple[Flow, ...]:
     """A router's flows on a chassis holding some of its networks ((id, key, zone) each): its
     interface MACs lead local ports' packets into it, the responder answers for its addresses,
     echo requests to them are answered, transit packets are routed to a connected subnet or by
@@ -641,6 +642,11 @@ def _router_flows(router: RouterPolicy, networks: tuple[tuple[str, int, int], ..
             continue
         net_key, zone = held[interface.network_id]
         mac = interface.mac_address
+        if announcer is not None:  # the agent's gratuitous ARPs for it: to the local ports only
+            flows.append(Flow.make("native_dhcp", 112, {"reg6": announcer, "dl_type": ARP,
+                                                        "dl_src": mac},
+                                   [load(net_key, "metadata"), load(FLAG_FROM_OUTSIDE, "reg0"),
+                                    resubmit("l2_lookup")], cookie))
         flows.append(Flow.make("l2_lookup", 100, {"metadata": net_key, "reg0": local_only, "dl_dst": mac},
                                [load(net_key, "xreg1"), load(key, "metadata"), resubmit("l3_input")],
                                cookie))
