@@ -309,9 +309,13 @@ def check_chassis(chassis: Rendered) -> list[tuple[int, str, str | None, int | N
             assert network.id in router_networks(router), text
             assert set(_SET_MAC.findall(",".join(flow.actions))) <= interface_macs(
                 chassis, network, router) | floating_macs(chassis, network, router), text
-        elif metadata and flow.stage == "native_dhcp":  # the agent's ARP, as a floating IP
+        elif metadata and flow.stage == "native_dhcp":  # the agent's ARP, as a floating IP or
+            # (gratuitous) as a router's interface on the network
             assert len(metadata) == 1 and int(match["reg6"]) == DHCP_OFPORT, text
-            assert match["dl_src"] in floating_macs(chassis, chassis.networks[metadata[0]]), text
+            network = chassis.networks[metadata[0]]
+            assert match["dl_src"] in floating_macs(chassis, network) | {
+                mac for router in chassis.routers.values()
+                for mac in interface_macs(chassis, network, router)}, text
         elif metadata:
             assert flow.stage == "classify" and len(metadata) == 1, text
             in_port = int(match["in_port"])

@@ -56,7 +56,7 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -72,7 +72,7 @@ from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound
 from neutrino.api.routes import json_response, read_json
-from neutrino.compiler.scheduling import gateway_chassis
+from neutrino.compiler.scheduling import schedule_from_rows
 from neutrino.config import Settings
 from neutrino.context import RequestContext
 from neutrino.db.outbox import PORT_STATUS_KIND, Change, current_revision
@@ -284,13 +284,9 @@ class Distribution:
 
     # --- gateway scheduling (l3_agent_scheduler) ----------------------------------------------
     @staticmethod
-    def _gateway_candidates(conn: Connection) -> list[tuple[str, int]]:
-        """(name, gateway priority) of the chassis routers can be scheduled on: gateways that
-        are administratively up (as the compiler reads them)."""
-        rows = conn.execute(select(chassis_table.c.name, chassis_table.c.is_gateway,
-                                   chassis_table.c.admin_state_up, chassis_table.c.gateway_priority))
-        return [(name, int(priority or 0)) for name, gateway, up, priority in rows
-                if gateway and up]
+    def _schedule(conn: Connection) -> Callable[[str], tuple[str, ...]]:
+        """router id -> its gateway chassis, as the compiler schedules them."""
+        return schedule_from_rows(conn.execute(select(chassis_table)))
 
     def l3_agents(self, router_id: str) -> list[dict[str, Any]]:
         """The agents of the router's gateway chassis, preferred first, with their `ha_state`."""
@@ -305,7 +301,7 @@ class Distribution:
                 raise self.api.resource("routers").not_found(router_id)
             if router.gw_port is None:  # no gateway: nothing to schedule
                 return []
-            names = gateway_chassis(router_id, self._gateway_candidates(conn))
+            names = self._schedule(conn)(router_id)
             rows = {row.name: _plain(row._asdict()) for row in conn.execute(
                 select(chassis_table).where(chassis_table.c.name.in_(names)))}
         agents = []
@@ -324,14 +320,11 @@ class Distribution:
             ).scalar_one_or_none()
             if name is None:
                 raise _agent_not_found(agent_id)
-            candidates = self._gateway_candidates(conn)
-            if name not in {candidate for candidate, _priority in candidates}:
-                return []
+            schedule = self._schedule(conn)
             with_gateway = conn.execute(
                 select(routers_table.c.id).select_from(routers_table.join(
                     ports_table, ports_table.c.id == routers_table.c.gw_port_id)))
-            ids = [router_id for (router_id,) in with_gateway
-                   if name in gateway_chassis(router_id, candidates)]
+            ids = [router_id for (router_id,) in with_gateway if name in schedule(router_id)]
             if not ids:
                 return []
             return routers.load(conn, routers_table.c.id.in_(ids), order_by=[routers_table.c.id])

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from neutrino.api.resources.l3 import INTERFACE_OWNERS
-from neutrino.compiler.scheduling import gateway_chassis
+from neutrino.compiler.scheduling import gateway_chassis, gateway_role
 from neutrino.db import schema
 from neutrino.db.outbox import PORT_STATUS_KIND, Change
 
@@ -107,8 +107,9 @@ class ChassisRow:
     name: str
     tunnel_ip: str
     bridge_mappings: tuple[tuple[str, str], ...] = ()  # sorted (physnet, bridge)
-    is_gateway: bool = False  # its agent runs with --gateway (and is administratively up)
+    is_gateway: bool = False  # its agent runs with --gateway, is up and in service
     gateway_priority: int = 0
+    gateway_recovering: bool = False  # back from a fault: scheduled last until it is ready
 
 
 @dataclass(frozen=True)
@@ -339,8 +340,12 @@ class Intent:
             if self.gateway_port(router_id) is None:
                 memo[router_id] = ()
             else:
-                memo[router_id] = gateway_chassis(router_id, (
-                    (c.name, c.gateway_priority) for c in self.chassis.values() if c.is_gateway))
+                gateways = [c for c in self.chassis.values() if c.is_gateway]
+                memo[router_id] = gateway_chassis(
+                    router_id, [(c.name, c.gateway_priority) for c in gateways
+                                if not c.gateway_recovering],
+                    recovering=[(c.name, c.gateway_priority) for c in gateways
+                                if c.gateway_recovering])
         return memo[router_id]
 
     def gateway_routers(self, chassis: str) -> set[str]:
@@ -783,12 +788,15 @@ def _rule_row(row: Any) -> RuleRow:
 
 
 def _chassis_row(row: Any) -> ChassisRow:
+    role = gateway_role(bool(row.is_gateway), bool(row.admin_state_up), row.state,
+                        bool(row.maintenance))
     return ChassisRow(
         name=row.name, tunnel_ip=row.tunnel_ip,
         bridge_mappings=tuple(sorted((str(k), str(v))
                                      for k, v in (row.bridge_mappings or {}).items())),
-        is_gateway=bool(row.is_gateway) and bool(row.admin_state_up),
+        is_gateway=role != "none",
         gateway_priority=int(row.gateway_priority or 0),
+        gateway_recovering=role == "recovering",
     )
 
 

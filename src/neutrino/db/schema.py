@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -267,6 +268,13 @@ chassis = Table(
     Column("started_at", TS, nullable=False),
     Column("heartbeat_at", TS, nullable=False),
     Column("realised_revision", Integer, nullable=False, default=0),  # policy live on the host
+    # fault management (neutrino.faults): "up" / "down" as the inspector (or an admin) decided,
+    # an admin's forced_down (Nova's os-services force_down), maintenance (drained: no gateway
+    # roles), and when the state last changed (epoch seconds)
+    Column("state", String(16), nullable=False, server_default="up"),
+    Column("forced_down", Boolean, nullable=False, server_default="0"),
+    Column("maintenance", Boolean, nullable=False, server_default="0"),
+    Column("state_changed_at", Float, nullable=False, server_default="0"),
 )
 
 policy_items = Table(
@@ -287,4 +295,55 @@ compiler_state = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Integer, nullable=False),
+)
+
+
+# --- fault management (neutrino.faults) --------------------------------------------------------
+
+faults = Table(
+    "faults",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(64), nullable=False),  # host.down, port.down, link.down, ...
+    Column("severity", String(16), nullable=False),  # critical, major, minor, warning
+    Column("state", String(16), nullable=False),  # active, cleared
+    Column("resource_type", String(32), nullable=False),  # host, port, link
+    Column("resource_id", String(255), nullable=False),
+    Column("source", String(64), nullable=False),  # what decided it: heartbeat, bfd, report, ...
+    Column("fault_time", Float, nullable=False),  # best estimate of when it happened (epoch s)
+    Column("detected_at", Float, nullable=False),
+    Column("cleared_at", Float),
+    # {"hosts": [...], "ports": [...], "instances": [...], "routers": [...]}
+    Column("affected", JSON, nullable=False),
+    Column("project_ids", JSON, nullable=False),  # projects owning an affected resource
+    Index("ix_faults_resource", "resource_type", "resource_id", "state"),
+)
+
+fault_subscriptions = Table(
+    "fault_subscriptions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", String(255), nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    Column("event_types", JSON, nullable=False),  # [] = every type
+    Column("resource_ids", JSON, nullable=False),  # [] = every resource the project may see
+    Column("description", String(255), nullable=False, server_default=""),
+    Column("created_at", TS, nullable=False),
+)
+
+# the webhook outbox: one row per (event, subscription), delivered at least once
+fault_deliveries = Table(
+    "fault_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", ID, ForeignKey("fault_subscriptions.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("event_id", ID, nullable=False),
+    Column("event", JSON, nullable=False),  # the CloudEvents envelope, as sent
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("last_error", String(1024)),
+    UniqueConstraint("subscription_id", "event_id", name="uq_fault_deliveries_event"),
+    Index("ix_fault_deliveries_pending", "delivered_at", "next_attempt_at"),
 )
