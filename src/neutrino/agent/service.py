@@ -108,6 +108,11 @@ class Agent:
         self._ready_peers: set[str] = set()
         self._peers: dict[str, TunnelSpec] = {}
         self._announced: set[tuple[str, str, str]] = set()  # (network, IP, MAC) of interfaces
+        # monitors (neutrino.faults): a heartbeat goes at once when the BFD sessions or the
+        # switch change, so the inspector hears of a failure in milliseconds, not seconds
+        self._beat_now = asyncio.Event()
+        self._bfd_sent: dict[str, str] | None = None
+        self._switch_state = "up"
         self._lease_of = PortAnswers[Lease](lambda port, network, _: lease_for(port, network))
         self._advert_of = PortAnswers[RouterAdvert](advert_for)
 
@@ -183,6 +188,13 @@ class Agent:
     def _ovsdb_changed(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._check_bfd)
+
+    def _check_bfd(self) -> None:
+        """Beat now if a BFD session changed since the last heartbeat."""
+        if self.ovsdb is not None and self.config.bfd_interval > 0 \
+                and self.ovsdb.bfd_states() != self._bfd_sent:
+            self._beat_now.set()
 
     async def register(self) -> None:
         body = {"chassis": {
@@ -336,6 +348,8 @@ class Agent:
         are back (the next reconcile clears it once they are)."""
         self._switch_ready = False
         self._switch_lost = True  # no reconcile installs (or undrains) until it is back
+        self._switch_state = "down"
+        self._beat_now.set()
         self.flows.forget()
         self._rendered_from = None
         if self.ovsdb is None or not self._peers:
@@ -435,6 +449,9 @@ class Agent:
         elif self.flows.synced:
             self._switch_ready = True
             self._ready_peers = set(peers)
+        if self._switch_ready and self._switch_state == "down":  # back, with its flows
+            self._switch_state = "up"
+            self._beat_now.set()
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
@@ -552,20 +569,28 @@ class Agent:
             del self.reported[gone]
 
     async def _heartbeat_forever(self) -> None:
+        """A heartbeat every heartbeat_interval, and at once when a BFD session or the switch
+        changes (the inspector's monitors: neutrino.faults.inspector)."""
         while True:
             started = time.monotonic()
-            body: dict[str, Any] = {"realised_revision": self.realised}
+            self._beat_now.clear()
+            body: dict[str, Any] = {"realised_revision": self.realised,
+                                    "heartbeat_interval": self.config.heartbeat_interval,
+                                    "switch": self._switch_state}
             if self.ovsdb is not None and self.config.bfd_interval > 0:
                 body["bfd"] = self.ovsdb.bfd_states()  # each tunnel's session: the peer's view
+                body["bfd_interval"] = self.config.bfd_interval
             if self.config.is_gateway:
                 body["gateways"] = self.gateway_roles()
             try:
                 await self.http.put(f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat",
                                     json=body)
+                self._bfd_sent = body.get("bfd")
             except httpx.HTTPError as exc:
                 log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(max(0.0, self.config.heartbeat_interval
-                                    - (time.monotonic() - started)))
+            wait = max(0.0, self.config.heartbeat_interval - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), timeout=wait)
 
 
 class PortAnswers(Generic[T]):

@@ -81,6 +81,7 @@ from neutrino.db.schema import ports as ports_table
 from neutrino.db.schema import routers as routers_table
 from neutrino.distribution.compiler_loop import CHASSIS_KIND, CompilerLoop, default_compiler
 from neutrino.distribution.store import EmbeddedPolicyStore, RevisionTooOld
+from neutrino.faults.inspector import Inspector
 from neutrino.timeutil import now_iso
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,29 @@ class HeartbeatBody(BaseModel):
     bfd: dict[str, Literal["up", "down"]] | None = None
     # router id -> this gateway chassis's role for the router, as the agent decided it (BFD)
     gateways: dict[str, Literal["active", "standby"]] | None = None
+    # its ovs-vswitchd, as the agent sees it (OpenFlow connection); sent at once on a change
+    switch: Literal["up", "down"] | None = None
+    heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)  # seconds
+    bfd_interval: int | None = Field(default=None, ge=0, le=60000)  # ms
+
+
+class HostStateBody(BaseModel):
+    """An admin's say on a host (Nova's os-services force_down; maintenance)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    forced_down: bool | None = None
+    maintenance: bool | None = None
+
+
+class FaultReportBody(BaseModel):
+    """An external monitor's report (e.g. a hardware monitor): host H is down or up again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1, max_length=255)
+    state: Literal["down", "up"]
+    time: float | None = Field(default=None, gt=0)  # when it happened (epoch seconds), if known
 
 
 class PortStatusBody(BaseModel):
@@ -175,6 +199,7 @@ class Distribution:
         if self.loop is not None:
             api.on_commit.append(self.loop.wake)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.inspector = Inspector(api)  # fault management: its publisher is set by the notifier
         # Nova must see a port's events in the order they happened (plugged before unplugged):
         # posts take this FIFO lock in the order their tasks were created
         self._nova_order: asyncio.Lock | None = None
@@ -224,18 +249,38 @@ class Distribution:
                                 .values(**values))
             if done.rowcount == 0:
                 raise NotFound(f"Chassis {name} could not be found.", type="ChassisNotFound")
+        self.inspector.heartbeat(name, body.model_dump(exclude_none=True))
+        with self.db.read() as conn:
+            return self._chassis(conn, name)
+
+    def set_host_state(self, name: str, body: HostStateBody) -> dict[str, Any]:
+        """Force a host down / lift it (the inspector raises or clears its fault), or set its
+        maintenance flag (its agent drains its tunnels; gateway roles move off once drained)."""
+        values = {k: v for k, v in body.model_dump(exclude_none=True).items()}
+
+        def work(conn: Connection) -> tuple[None, list[Change]]:
+            self._chassis(conn, name)  # 404 for an unknown host
+            if values:
+                conn.execute(update(chassis_table).where(chassis_table.c.name == name)
+                             .values(**values))
+            return None, []
+
+        self.api.write(work)
+        if body.forced_down is not None:
+            self.inspector.force(name, body.forced_down)
+        with self.db.read() as conn:
             return self._chassis(conn, name)
 
     def unregister(self, agent_id: str) -> None:
-        def work(conn: Connection) -> tuple[None, list[Change]]:
+        def work(conn: Connection) -> tuple[str, list[Change]]:
             name = conn.execute(select(chassis_table.c.name)
                                 .where(chassis_table.c.agent_id == agent_id)).scalar_one_or_none()
             if name is None:
                 raise _agent_not_found(agent_id)
             conn.execute(delete(chassis_table).where(chassis_table.c.name == name))
-            return None, [Change(CHASSIS_KIND, name, "delete")]
+            return name, [Change(CHASSIS_KIND, name, "delete")]
 
-        self.api.write(work)
+        self.inspector.forget(self.api.write(work))
 
     @staticmethod
     def _chassis(conn: Connection, name: str) -> dict[str, Any]:
@@ -425,14 +470,17 @@ class Distribution:
     # --- lifecycle ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The compiler loop as a background task while the app runs."""
-        task = asyncio.get_running_loop().create_task(self.loop.run_forever()) if self.loop else None
+        """The compiler loop and the inspector's clock as background tasks while the app runs."""
+        loop = asyncio.get_running_loop()
+        tasks = {loop.create_task(self.inspector.run())}
+        if self.loop:
+            tasks.add(loop.create_task(self.loop.run_forever()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
-                await asyncio.wait({task}, timeout=5.0)
+            await asyncio.wait(tasks, timeout=5.0)
             for pending in list(self._tasks):
                 pending.cancel()
 
@@ -509,6 +557,21 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         raw = await request.body()
         body = _parse(HeartbeatBody, await read_json(request) if raw.strip() else {}, "heartbeat")
         return json_response({"chassis": dist.heartbeat(name, body)})
+
+    @app.put("/v2.0/neutrino/chassis/{name}/state", tags=["agents"], include_in_schema=False)
+    async def host_state(request: Request, name: str) -> Response:
+        admin(request)
+        body = _parse(HostStateBody, await read_json(request), "state")
+        return json_response({"chassis": dist.set_host_state(name, body)})
+
+    @app.post("/v2.0/neutrino/fault-reports", tags=["agents"], include_in_schema=False,
+              status_code=202)
+    async def fault_report(request: Request) -> Response:
+        admin(request)
+        body = _parse(FaultReportBody, await read_json(request), "report")
+        dist.chassis(body.host)  # 404 for a host nobody knows
+        dist.inspector.report(body.host, body.state == "down", body.time)
+        return json_response({"report": body.model_dump()}, 202)
 
     @app.get("/v2.0/neutrino/chassis/{name}/policy", tags=["agents"], include_in_schema=False)
     async def policy(request: Request, name: str, since: int = 0) -> Response:
