@@ -558,9 +558,9 @@ class Demo:
         console.print(
             f"  {mark(snat_ok)} {client.name} ({client.address} on {client.spec.host}, no floating "
             f"IP) → external {external.address}:{SNAT_PORT} (tcp): the external host sees "
-            f"{seen or 'no connection'}\n    "
-            + (f"red-router's gateway address (translated on {ACTIVE_GATEWAY})" if snat_ok else
-               f"[bold red]not red-router's gateway address {gateway_ip}[/]"))
+            f"{seen or 'no connection'},\n    "
+            + (f"which is red-router's gateway address (translated on {ACTIVE_GATEWAY})"
+               if snat_ok else f"[bold red]not red-router's gateway address {gateway_ip}[/]"))
 
         console.print(f"  {client.name} pings the external host every {PING_INTERVAL * 1000:.0f} ms "
                       f"while {ACTIVE_GATEWAY}'s ovs-vswitchd is killed (SIGKILL), then healed:")

@@ -124,6 +124,13 @@ def l3_hosts(client: TestClient, router_id: str) -> list[str]:
 def test_two_peers_losing_bfd_take_a_host_down_and_back(
         client: TestClient, db: Database, world: dict[str, Any]) -> None:
     assert l3_hosts(client, world["router"]["id"]) == ["host1", "host2"]
+    # sessions that never came up, or a host draining on purpose, are no evidence
+    beat(client, "host2", bfd={"host1": "down", "host3": "down"})
+    beat(client, "host3", bfd={"host1": "drained", "host2": "down"})
+    assert faults(db) == []
+    for name, peers in (("host1", ("host2", "host3")), ("host2", ("host1", "host3")),
+                        ("host3", ("host1", "host2"))):
+        beat(client, name, bfd=dict.fromkeys(peers, "up"))
     beat(client, "host2", bfd={"host1": "down", "host3": "up"})
     assert faults(db) == [] and status(client, world["on1"]["id"]) == "ACTIVE"  # one observer
     beat(client, "host3", bfd={"host1": "down", "host2": "up"})
@@ -150,7 +157,9 @@ def test_two_peers_losing_bfd_take_a_host_down_and_back(
     assert host_state(db, "host1") == "recovering"
     assert l3_hosts(client, world["router"]["id"]) == ["host2", "host1"]
     wanted = inspector(client).recovering["host1"]
-    beat(client, "host1", realised_revision=wanted)
+    beat(client, "host1", realised_revision=wanted)  # not ready for its gateway role yet
+    assert host_state(db, "host1") == "recovering"
+    beat(client, "host1", realised_revision=wanted, gateways={world["router"]["id"]: "standby"})
     assert host_state(db, "host1") == "up"
     assert l3_hosts(client, world["router"]["id"]) == ["host1", "host2"]
 

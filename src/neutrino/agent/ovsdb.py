@@ -272,14 +272,23 @@ class HostOvsdb:
         return dict(self._derive("tunnel_ofports", None, compute))
 
     def bfd_states(self) -> dict[str, str]:
-        """Peer chassis -> "up" / "down": the BFD session on the tunnel to it ("up" when OVS
-        says it is forwarding), for tunnels that run BFD."""
+        """Peer chassis -> "up" / "down" / "drained": the BFD session on the tunnel to it ("up"
+        when OVS says it is forwarding; "drained" when not, because the peer signals
+        concatenated path down on purpose: it is starting or in maintenance, not failed), for
+        tunnels that run BFD."""
         def compute(_: list[Iface]) -> dict[str, str]:
             out: dict[str, str] = {}
             for iface in self._bridge_interfaces():
                 peer = iface.external_ids.get("neutrino-peer")
                 if peer and iface.bfd.get("enable") == "true":
-                    out[peer] = "up" if iface.bfd_status.get("forwarding") == "true" else "down"
+                    status = iface.bfd_status
+                    if status.get("forwarding") == "true":
+                        out[peer] = "up"
+                    elif status.get("state") == "up" and "Concatenated Path Down" in status.get(
+                            "remote_diagnostic", ""):
+                        out[peer] = "drained"
+                    else:
+                        out[peer] = "down"
             return out
         return dict(self._derive("bfd_states", None, compute))
 

@@ -361,16 +361,22 @@ class Agent:
             log.exception("draining the tunnels failed")
 
     def gateway_roles(self) -> dict[str, str]:
-        """Router id -> "active" / "standby" for each router scheduled on this chassis: active
-        when no gateway chassis before this one in its list is reachable (BFD), as the data
-        path decides (stage gateway_redirect)."""
+        """Router id -> "active" / "standby" for each router scheduled on this chassis that it
+        is ready to serve (its external next hop is known): active when no gateway chassis
+        before this one in its list is reachable (BFD), as the data path decides (stage
+        gateway_redirect). The inspector moves a recovering host back to its place in the
+        schedules only once it reports every router it holds as a gateway here."""
         if self.ovsdb is None:
             return {}
         states = self.ovsdb.bfd_states()
+        learned = self.neighbours.learned if self.neighbours is not None else {}
         roles: dict[str, str] = {}
         for doc in self.desired.values():
             if isinstance(doc, RouterPolicy) and doc.gateway is not None \
                     and self.config.host in doc.gateway.chassis:
+                hops = [(doc.gateway.network_id, h) for h in doc.gateway.next_hops if ":" not in h]
+                if self.neighbours is not None and hops and not any(h in learned for h in hops):
+                    continue  # not ready: it could not send anything out yet
                 before = doc.gateway.chassis[:doc.gateway.chassis.index(self.config.host)]
                 reachable = any(states.get(peer) == "up" for peer in before)
                 roles[doc.id] = "standby" if reachable else "active"

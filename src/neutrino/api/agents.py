@@ -122,7 +122,8 @@ class HeartbeatBody(BaseModel):
 
     realised_revision: int | None = Field(default=None, ge=0)
     # peer chassis -> state of the BFD session on the tunnel to it, as this agent sees it
-    bfd: dict[str, Literal["up", "down"]] | None = None
+    # ("drained": the peer signals concatenated path down on purpose, it is not failed)
+    bfd: dict[str, Literal["up", "down", "drained"]] | None = None
     # router id -> this gateway chassis's role for the router, as the agent decided it (BFD)
     gateways: dict[str, Literal["active", "standby"]] | None = None
     # its ovs-vswitchd, as the agent sees it (OpenFlow connection); sent at once on a change

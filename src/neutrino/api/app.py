@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from neutrino.api import agents, discovery
+from neutrino.api import agents, discovery, faults
 from neutrino.api.auth import Authenticator, TokenValidator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import NeutronError
@@ -108,6 +108,7 @@ def create_app(
     for res in resources:
         add_resource_routes(app, api, authenticate, res)
     agents.install(app, api, authenticate, settings)
+    faults.install(app, api, authenticate, settings)  # app.state.notifier
     if identity_installer is not None:
         identity_installer(app)  # type: ignore[operator]
     _leave_out_422(app)

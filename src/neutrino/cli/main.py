@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import typer
 import yaml
 from rich.console import Console
@@ -204,6 +208,224 @@ def clouds(
     document = clouds_yaml(settings.root_url, cloud, find_password(settings), settings.region)
     print(yaml.safe_dump(document, sort_keys=False),
           end="")
+
+
+
+# --- neutrino faults ... ----------------------------------------------------------------------
+# Fault management through the server's API (neutrino.api.faults), as the cloud of clouds.yaml
+# named by --os-cloud / $OS_CLOUD (default neutrino-lab: `neutrino lab up` writes it), or a
+# noauth server given with --server.
+
+faults_app = typer.Typer(no_args_is_help=True, help="Faults and fault subscriptions (webhooks "
+                         "receiving CloudEvents).")
+app.add_typer(faults_app, name="faults")
+FAULTS_CLOUD = typer.Option("neutrino-lab", "--os-cloud", envvar="OS_CLOUD",
+                            help="The cloud of clouds.yaml to use ($OS_CLIENT_CONFIG_FILE, "
+                            "./clouds.yaml, ~/.config/openstack/, /etc/openstack/, then the lab's).")
+FAULTS_SERVER = typer.Option(None, "--server", envvar="NEUTRINO_URL",
+                             help="Use this server in noauth mode instead of a cloud (no token).")
+FAULTS_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+class FaultsCliError(Exception):
+    """A clear one-line error of a `neutrino faults` command."""
+
+
+def _clouds_files() -> list[Path]:
+    from neutrino.lab.state import default_state_dir
+
+    given = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    first = [Path(given).expanduser()] if given else []
+    return [*first, Path("clouds.yaml"), Path("~/.config/openstack/clouds.yaml").expanduser(),
+            Path("/etc/openstack/clouds.yaml"), default_state_dir() / "clouds.yaml"]
+
+
+def _cloud_entry(cloud: str) -> dict[str, Any]:
+    for path in _clouds_files():
+        if not path.is_file():
+            continue
+        document = yaml.safe_load(path.read_text()) or {}
+        entry = (document.get("clouds") or {}).get(cloud)
+        if isinstance(entry, dict):
+            return entry
+    raise FaultsCliError(f"no cloud {cloud!r} in any clouds.yaml (set OS_CLIENT_CONFIG_FILE and "
+                         "OS_CLOUD, or give --server for a noauth server)")
+
+
+def _network_endpoint(catalog: list[dict[str, Any]], region: str | None) -> str | None:
+    for service in catalog:
+        if service.get("type") != "network":
+            continue
+        for endpoint in service.get("endpoints", []):
+            if endpoint.get("interface") == "public" and region in (None, endpoint.get("region")):
+                return str(endpoint["url"])
+    return None
+
+
+@contextlib.contextmanager
+def _faults_client(cloud: str, server: str | None) -> Iterator[httpx.Client]:
+    """An HTTP client of the server's API: noauth at `server`, or with a token for `cloud`."""
+    if server:
+        with httpx.Client(base_url=server.rstrip("/"), timeout=30.0) as client:
+            yield client
+        return
+    entry = _cloud_entry(cloud)
+    auth = entry.get("auth") or {}
+    auth_url = str(auth.get("auth_url") or "").rstrip("/")
+    if not auth_url or not auth.get("username") or not auth.get("password"):
+        raise FaultsCliError(f"cloud {cloud!r} needs auth.auth_url, username and password")
+    if not auth_url.endswith("/v3"):
+        auth_url += "/v3"
+    body = {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": auth["username"], "password": auth["password"],
+            "domain": {"name": auth.get("user_domain_name", "Default")}}}},
+        "scope": {"project": {"name": auth.get("project_name", "admin"),
+                              "domain": {"name": auth.get("project_domain_name", "Default")}}},
+    }}
+    with httpx.Client(timeout=30.0) as client:
+        response = client.post(f"{auth_url}/auth/tokens", json=body)
+        if response.status_code != 201:
+            raise FaultsCliError(f"authentication as {auth['username']} at {auth_url} failed: "
+                                 f"{response.status_code} {response.text[:200]}")
+        catalog = response.json().get("token", {}).get("catalog", [])
+        root = _network_endpoint(catalog, entry.get("region_name")) or auth_url.removesuffix("/v3")
+        client.base_url = httpx.URL(root.rstrip("/"))
+        client.headers["X-Auth-Token"] = response.headers["X-Subject-Token"]
+        yield client
+
+
+def _faults_call(cloud: str, server: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    """One API call; errors become FaultsCliError (Neutron's message when there is one)."""
+    with _faults_client(cloud, server) as client:
+        response = client.request(method, path, **kwargs)
+    if response.status_code >= 400:
+        try:
+            message = response.json()["NeutronError"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise FaultsCliError(f"{method} {path}: {response.status_code} {message}")
+    return response.json() if response.content else None
+
+
+def _faults_run(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except FaultsCliError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as error:
+        console.print(f"[red]error:[/] the server did not answer: {error}")
+        raise typer.Exit(1) from None
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _subscriptions_table(subscriptions: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table("id", "project", "url", "event types", "resources", "description")
+    for sub in subscriptions:
+        table.add_row(sub["id"], "(all)" if sub.get("all_projects") else sub["project_id"],
+                      sub["url"], ", ".join(sub["event_types"]) or "(all)",
+                      ", ".join(sub["resource_ids"]) or "(all)", sub["description"])
+    Console().print(table)
+
+
+@faults_app.command("subscribe")
+def faults_subscribe(
+    url: str = typer.Option(..., "--url", help="Where events are POSTed (http or https)."),
+    types: list[str] = typer.Option([], "--type", help="A fault type (host.down, port.down, "
+                                    "link.down, vswitchd.down) or full event type; repeatable; "
+                                    "none: all."),
+    resources: list[str] = typer.Option([], "--resource", help="Only events about this "
+                                        "resource (faulty or affected); repeatable; none: all."),
+    description: str = typer.Option("", "--description", help="A description."),
+    cloud: str = FAULTS_CLOUD,
+    server: str | None = FAULTS_SERVER,
+    as_json: bool = FAULTS_JSON,
+) -> None:
+    """Subscribe a webhook to fault events (your project's; an admin's: every project's)."""
+
+    def work() -> None:
+        body = {"subscription": {"url": url, "event_types": types, "resource_ids": resources,
+                                 "description": description}}
+        sub = _faults_call(cloud, server, "POST", "/v2.0/fault-subscriptions",
+                           json=body)["subscription"]
+        if as_json:
+            _print_json(sub)
+        else:
+            _subscriptions_table([sub])
+
+    _faults_run(work)
+
+
+@faults_app.command("list")
+def faults_list(
+    state: str | None = typer.Option(None, "--state", help="active or cleared."),
+    fault_type: str | None = typer.Option(None, "--type", help="Only this fault type."),
+    cloud: str = FAULTS_CLOUD,
+    server: str | None = FAULTS_SERVER,
+    as_json: bool = FAULTS_JSON,
+) -> None:
+    """The faults you may see, newest first."""
+
+    def work() -> None:
+        if state is not None and state not in ("active", "cleared"):
+            raise FaultsCliError("--state must be active or cleared")
+        params = {k: v for k, v in (("state", state), ("type", fault_type)) if v is not None}
+        found = _faults_call(cloud, server, "GET", "/v2.0/faults", params=params)["faults"]
+        if as_json:
+            _print_json(found)
+            return
+        from rich.table import Table
+
+        table = Table("id", "type", "severity", "state", "resource", "source", "detected",
+                      "cleared", "affected")
+        for fault in found:
+            affected = ", ".join(f"{len(ids)} {kind}" for kind, ids in fault["affected"].items()
+                                 if ids)
+            table.add_row(fault["id"], fault["type"], fault["severity"], fault["state"],
+                          f"{fault['resource_type']} {fault['resource_id']}", fault["source"],
+                          fault["detected_at"], fault["cleared_at"] or "", affected)
+        Console().print(table)
+
+    _faults_run(work)
+
+
+@faults_app.command("subscriptions")
+def faults_subscriptions(
+    cloud: str = FAULTS_CLOUD,
+    server: str | None = FAULTS_SERVER,
+    as_json: bool = FAULTS_JSON,
+) -> None:
+    """Your project's fault subscriptions (an admin's: all)."""
+
+    def work() -> None:
+        subs = _faults_call(cloud, server, "GET", "/v2.0/fault-subscriptions")["subscriptions"]
+        if as_json:
+            _print_json(subs)
+        else:
+            _subscriptions_table(subs)
+
+    _faults_run(work)
+
+
+@faults_app.command("unsubscribe")
+def faults_unsubscribe(
+    subscription_id: str = typer.Argument(..., help="The subscription's id."),
+    cloud: str = FAULTS_CLOUD,
+    server: str | None = FAULTS_SERVER,
+) -> None:
+    """Delete a fault subscription (its undelivered events go with it)."""
+
+    def work() -> None:
+        _faults_call(cloud, server, "DELETE", f"/v2.0/fault-subscriptions/{subscription_id}")
+        console.print(f"subscription {subscription_id} deleted")
+
+    _faults_run(work)
 
 
 if __name__ == "__main__":

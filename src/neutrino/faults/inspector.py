@@ -13,8 +13,10 @@ A host is **down** while any of these holds (the first one found is the fault's 
 * `admin`: forced down (fault time: when it was forced);
 * `vswitchd`: its own agent reports its ovs-vswitchd gone, the OpenFlow connection dropped
   (when the agent noticed);
-* `bfd`: at least 2 peers that are themselves up see their BFD session to it down, no single
-  observer decides (the first such report minus the BFD detection time, 3 x interval);
+* `bfd`: at least 2 peers that are themselves up saw their BFD session to it go from up to
+  down, no single observer decides (the first such report minus the BFD detection time,
+  3 x interval); a session that never came up, or a peer draining on purpose (`drained`,
+  bfd:cpath_down), is no evidence;
 * `report`: an external monitor reported it down and not up since (the report's time);
 * `heartbeat`: no heartbeat for `misses` x the interval its agent announces, default 3 (one
   interval after the last heartbeat).
@@ -81,6 +83,7 @@ class HostEvidence:
     reported_down_since: float | None = None
     forced_down_since: float | None = None
     realised_revision: int = 0
+    gateways: frozenset[str] = frozenset()  # routers it reports ready to serve as a gateway
 
 
 def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
@@ -142,13 +145,17 @@ class Inspector:
             evidence.bfd_interval = float(body["bfd_interval"]) / 1000.0
         if body.get("realised_revision") is not None:
             evidence.realised_revision = int(body["realised_revision"])
+        if body.get("gateways") is not None:
+            evidence.gateways = frozenset(body["gateways"])
         bfd = body.get("bfd")
         touched = {host}
         if bfd is not None:
             for peer, state in bfd.items():
-                if state == "down" and evidence.bfd.get(peer) != "down":
+                # evidence is a session that WAS up going down; one that never came up (a new
+                # tunnel, a peer starting) or a peer draining on purpose says nothing
+                if state == "down" and evidence.bfd.get(peer) == "up":
                     evidence.bfd_down_since[peer] = now
-                elif state == "up":
+                elif state != "down":
                     evidence.bfd_down_since.pop(peer, None)
             for peer in set(evidence.bfd) | set(bfd):
                 if evidence.bfd.get(peer) != bfd.get(peer):
@@ -291,11 +298,16 @@ class Inspector:
         self._promote(host)
 
     def _promote(self, host: str) -> None:
-        """A recovering host whose agent realised the policy of its recovery takes its place
-        in the gateway schedules again."""
+        """A recovering host whose agent realised the policy of its recovery, and reports itself
+        ready for each gateway role it holds, takes its place in the gateway schedules again."""
         wanted = self.recovering.get(host)
         if wanted is None or host in self.active:
             return
-        if self.hosts[host].realised_revision >= wanted:
+        evidence = self.hosts[host]
+        if evidence.realised_revision < wanted:
+            return
+        with self.api.db.read() as conn:  # and it is ready for every gateway role it holds
+            routers = {router_id for router_id, _project in actions.gateway_routers(conn, host)}
+        if routers <= evidence.gateways:
             del self.recovering[host]
             self.api.write(lambda conn: (None, actions.host_ready(conn, host)))

@@ -157,7 +157,7 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                                            timeout)
                 standby_active: float | None = None
                 if how != "agent":  # without its agent, the host's data path goes on as it was
-                    _wait(lambda: any(state == "active" for name, state in
+                    _wait(lambda: any(role == "active" for name, role in
                                       api.roles(router_id).items() if name != host), timeout,
                           lambda: f"another gateway active after {host} failed (API: "
                                   f"{api.roles(router_id)})")
