@@ -152,6 +152,38 @@ def test_a_port_forwarding_carries_a_tcp_connection_from_outside_to_the_instance
     cloud.network.delete_ip(fip)
 
 
+def test_maintenance_drains_the_active_gateway_without_loss_and_lifting_it_returns(
+        world: World) -> None:
+    """An admin puts host1 in maintenance: its agent drains its tunnels (bfd:cpath_down), the
+    data path moves SNAT to host2, and only then host1 leaves the router's schedule; lifting
+    it brings host1 back first once it is ready. A continuous ping loses nothing throughout."""
+    lab = world.lab
+
+    def maintenance(on: bool) -> None:
+        response = lab.cloud.network.put("/neutrino/chassis/host1/state",
+                                         json={"state": {"maintenance": on}})
+        assert response.status_code == 200, response.text
+
+    wait_until(lambda: world.roles() == {"host1": "active", "host2": "standby"}, timeout=20,
+               message="host1 active before maintenance")
+    with ContinuousPing(lab.instance("sa").namespace, world.external_ip,
+                        interval=PING_INTERVAL) as pinger:
+        time.sleep(0.5)
+        maintenance(True)
+        wait_until(lambda: "host1" not in world.roles(), timeout=15,
+                   message=f"host1 out of the router's schedule (now {world.roles()})")
+        assert world.roles().get("host2") == "active"
+        time.sleep(0.5)
+        maintenance(False)
+        wait_until(lambda: world.roles() == {"host1": "active", "host2": "standby"}, timeout=20,
+                   message=f"host1 active again (now {world.roles()})")
+        time.sleep(0.5)
+    record = pinger.record
+    print(f"\nmaintenance in and out: {record.lost} of {record.transmitted} requests lost, "
+          f"longest gap {record.gap() * 1000:.0f} ms")
+    assert record.transmitted > 0 and record.lost == 0, record
+
+
 @pytest.mark.parametrize("how", ["vswitchd", "link"])
 def test_killing_the_active_gateway_moves_snat_to_the_standby_in_the_data_path(
         world: World, how: str) -> None:

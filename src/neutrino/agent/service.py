@@ -113,6 +113,10 @@ class Agent:
         self._beat_now = asyncio.Event()
         self._bfd_sent: dict[str, str] | None = None
         self._switch_state = "up"
+        # maintenance (an admin's request, seen in the heartbeat's answer): every tunnel stays
+        # drained, and once the peers had time to notice, the agent reports itself drained
+        self.maintenance = False
+        self._drained_since: float | None = None
         self._lease_of = PortAnswers[Lease](lambda port, network, _: lease_for(port, network))
         self._advert_of = PortAnswers[RouterAdvert](advert_for)
 
@@ -360,6 +364,24 @@ class Agent:
         except Exception:  # ovsdb-server may be gone too; the reconcile retries
             log.exception("draining the tunnels failed")
 
+    def _drain_settle(self) -> float:
+        """Seconds after draining until every peer has noticed (BFD: 3 intervals, and margin)."""
+        return 3 * self.config.bfd_interval / 1000.0 + 0.2
+
+    def _follow_host_state(self, chassis: Mapping[str, Any]) -> None:
+        """The admin's maintenance flag, from the server's view of this chassis: drain every
+        tunnel (gateway traffic moves to the other gateways without loss), or undrain."""
+        wanted = bool(chassis.get("maintenance", False))
+        if wanted == self.maintenance:
+            return
+        self.maintenance = wanted
+        log.warning("maintenance %s: %s every tunnel", "on" if wanted else "off",
+                    "draining" if wanted else "undraining")
+        self._drained_since = time.monotonic() if wanted else None
+        self._wake.set()
+        if wanted and self._loop is not None:  # report drained as soon as it settles
+            self._loop.call_later(self._drain_settle() + 0.05, self._beat_now.set)
+
     def gateway_roles(self) -> dict[str, str]:
         """Router id -> "active" / "standby" for each router scheduled on this chassis that it
         is ready to serve (its external next hop is known): active when no gateway chassis
@@ -411,6 +433,8 @@ class Agent:
                  if isinstance(doc, TunnelPolicy)}
         self._peers = peers
         drained = set(peers) - self._ready_peers if self._switch_ready else set(peers)
+        if self.maintenance:
+            drained = set(peers)
         await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval,
                                 drained)
         # flat / vlan networks leave through the patch port to their physnet's provider bridge
@@ -448,8 +472,8 @@ class Agent:
             self._rendered_from = inputs
         if self.flows.synced:
             await asyncio.to_thread(self._announce_interfaces, routers, documents, local)
-        if drained and self.flows.synced:  # the flows using those tunnels are in: undrain
-            self._switch_ready = True
+        if drained and self.flows.synced and not self.maintenance:
+            self._switch_ready = True  # the flows using those tunnels are in: undrain
             self._ready_peers = set(peers)
             await asyncio.to_thread(self.ovsdb.ensure_tunnels, peers, self.config.bfd_interval)
         elif self.flows.synced:
@@ -588,10 +612,15 @@ class Agent:
                 body["bfd_interval"] = self.config.bfd_interval
             if self.config.is_gateway:
                 body["gateways"] = self.gateway_roles()
+            if self.maintenance and self._drained_since is not None and (
+                    time.monotonic() - self._drained_since > self._drain_settle()):
+                body["drained"] = True
             try:
-                await self.http.put(f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat",
-                                    json=body)
+                response = await self.http.put(
+                    f"/v2.0/neutrino/chassis/{self.config.host}/heartbeat", json=body)
                 self._bfd_sent = body.get("bfd")
+                if response.status_code < 300:
+                    self._follow_host_state(response.json().get("chassis", {}))
             except httpx.HTTPError as exc:
                 log.warning("heartbeat failed: %s", exc)
             wait = max(0.0, self.config.heartbeat_interval - (time.monotonic() - started))

@@ -129,6 +129,7 @@ class HeartbeatBody(BaseModel):
     # its ovs-vswitchd, as the agent sees it (OpenFlow connection); sent at once on a change
     switch: Literal["up", "down"] | None = None
     heartbeat_interval: float | None = Field(default=None, gt=0, le=3600)  # seconds
+    drained: bool | None = None  # in maintenance, every tunnel drained and the peers noticed
     bfd_interval: int | None = Field(default=None, ge=0, le=60000)  # ms
 
 
@@ -252,7 +253,12 @@ class Distribution:
                 raise NotFound(f"Chassis {name} could not be found.", type="ChassisNotFound")
         self.inspector.heartbeat(name, body.model_dump(exclude_none=True))
         with self.db.read() as conn:
-            return self._chassis(conn, name)
+            view = self._chassis(conn, name)
+        if view["maintenance"] != (view["state"] == "maintenance"):
+            self.inspector.maintenance(name, view["maintenance"], bool(body.drained))
+            with self.db.read() as conn:
+                view = self._chassis(conn, name)
+        return view
 
     def set_host_state(self, name: str, body: HostStateBody) -> dict[str, Any]:
         """Force a host down / lift it (the inspector raises or clears its fault), or set its
@@ -269,6 +275,8 @@ class Distribution:
         self.api.write(work)
         if body.forced_down is not None:
             self.inspector.force(name, body.forced_down)
+        if body.maintenance is False:  # out of maintenance at once (recovering first)
+            self.inspector.maintenance(name, False, False)
         with self.db.read() as conn:
             return self._chassis(conn, name)
 

@@ -8,11 +8,11 @@ when unrelated gateways come or go.  The first chassis of the list is the router
 (active) gateway; each chassis after it takes over, in the data path, when every chassis
 before it is unreachable (BFD; see `neutrino.pipeline.render`, stage gateway_redirect).
 
-A gateway chassis that is down (neutrino.faults), in maintenance, or administratively down is
-not scheduled. One that is *recovering* (back up, its flows not yet confirmed) is scheduled
-after all the others, so it first receives the routers' policy as the last standby and moves to
-its place only once its agent has realised it: traffic never goes to a gateway before its
-flows are in.
+A gateway chassis that is down (neutrino.faults), in maintenance (once its agent has drained
+its tunnels, so moving its roles loses nothing), or administratively down is not scheduled.
+One that is *recovering* (back up, its flows not yet confirmed) is scheduled after all the
+others, so it first receives the routers' policy as the last standby and moves to its place
+only once its agent has realised it: traffic never goes to a gateway before its flows are in.
 
 The compiler (policy `RouterGateway.chassis`) and the API (`GET /v2.0/routers/{id}/l3-agents`)
 both read the schedule from here, so they always agree.
@@ -43,8 +43,11 @@ def gateway_chassis(router_id: str, candidates: Iterable[tuple[str, int]],
 
 def gateway_role(is_gateway: bool, admin_state_up: bool, state: str, maintenance: bool) -> str:
     """How a chassis takes part in gateway scheduling: "ready", "recovering" (scheduled last)
-    or "none"."""
-    if not is_gateway or not admin_state_up or maintenance or state == "down":
+    or "none" (not a gateway, administratively down, down, or in maintenance: its state is
+    "maintenance" once its agent has drained it; the `maintenance` flag alone, the admin's
+    request, does not move anything yet)."""
+    del maintenance  # (the request; the state says when it took effect)
+    if not is_gateway or not admin_state_up or state in ("down", "maintenance"):
         return "none"
     return "recovering" if state == "recovering" else "ready"
 

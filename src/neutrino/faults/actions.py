@@ -97,6 +97,15 @@ def host_up(conn: Connection, host: str, now: float, fault: FaultRecord | None) 
     return changes
 
 
+def set_state(conn: Connection, host: str, state: str, from_states: tuple[str, ...]
+              ) -> list[Change]:
+    """Move the host to `state` if it is in one of `from_states` (maintenance in and out)."""
+    done = conn.execute(update(chassis_table).where(chassis_table.c.name == host,
+                                                    chassis_table.c.state.in_(from_states))
+                        .values(state=state))
+    return [Change(CHASSIS_KIND, host, "update")] if done.rowcount else []
+
+
 def host_ready(conn: Connection, host: str) -> list[Change]:
     """A recovering host whose agent has its policy in: back to its place in the schedules."""
     done = conn.execute(update(chassis_table).where(chassis_table.c.name == host,

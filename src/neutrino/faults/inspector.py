@@ -188,6 +188,29 @@ class Inspector:
         evidence.forced_down_since = now if down else None
         self._assess(host, now)
 
+    def maintenance(self, host: str, requested: bool, drained: bool) -> None:
+        """Maintenance: once the admin asked for it and the host's agent reports its tunnels
+        drained (its peers already send it nothing), it leaves every gateway schedule (state
+        "maintenance"); when the admin lifts it, it comes back recovering (last in the
+        schedules) and takes its place once ready, as after a fault."""
+        self._load()
+        if requested and drained:
+            self.api.write(lambda conn: (None, actions.set_state(conn, host, "maintenance",
+                                                                 from_states=("up", "recovering"))))
+            self.recovering.pop(host, None)
+        elif not requested:
+            changes: list[Any] = []
+
+            def work(conn: Connection) -> tuple[bool, list[Any]]:
+                changes.extend(actions.set_state(conn, host, "recovering",
+                                                 from_states=("maintenance",)))
+                return bool(changes), changes
+
+            if self.api.write(work):
+                with self.api.db.read() as conn:
+                    self.recovering[host] = actions.current_revision(conn)
+                self._promote(host)
+
     def forget(self, host: str) -> None:
         """The host was unregistered: no evidence about it any more (its open fault, if any,
         stays as it is)."""
