@@ -574,7 +574,11 @@ class Agent:
             self.leases = leases
             if self.dhcp is not None:
                 self.dhcp.lookup = leases.get
-        adverts = self._advert_of.update(plugged, routers)
+        into: dict[str, list[RouterPolicy]] = {}  # network -> the routers into it
+        for router in routers:
+            for network_id in {i.network_id for i in router.interfaces}:
+                into.setdefault(network_id, []).append(router)
+        adverts = self._advert_of.update(plugged, {n: tuple(rs) for n, rs in into.items()})
         if adverts != self.adverts:
             self.adverts = adverts
             if self.ra is not None:
@@ -631,23 +635,25 @@ class Agent:
 class PortAnswers(Generic[T]):
     """What a responder answers each plugged port (a DHCP lease, a router advertisement), by
     ofport: `compute(port, network, extra)`, called again for a port only when its document,
-    its network's, its ofport or `extra` changed."""
+    its network's, its ofport or its `extra` changed (`extra` maps a network id to what the
+    answers of that network's ports also depend on: the routers into it)."""
 
     def __init__(self, compute: Callable[[PortPolicy, NetworkPolicy, Any], T | None]) -> None:
         self.compute = compute
         self._known: dict[str, tuple[tuple[Any, ...], T | None]] = {}  # port id -> inputs, answer
 
     def update(self, plugged: Iterable[tuple[PortPolicy, NetworkPolicy | None, int]],
-               extra: Any = ()) -> dict[int, T]:
+               extra: Mapping[str, Any] | None = None) -> dict[int, T]:
         known, self._known = self._known, {}
         answers: dict[int, T] = {}
         for port, network, ofport in plugged:
-            inputs = (port, network, ofport, extra)
+            own = (extra or {}).get(port.network_id, ())
+            inputs = (port, network, ofport, own)
             old = known.get(port.id)
             if old is not None and old[0] == inputs:  # (the documents: identical objects)
                 answer = old[1]
             else:
-                answer = self.compute(port, network, extra) if network is not None else None
+                answer = self.compute(port, network, own) if network is not None else None
             self._known[port.id] = (inputs, answer)
             if answer is not None:
                 answers[ofport] = answer
