@@ -57,6 +57,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -92,6 +93,9 @@ NDJSON = "application/x-ndjson"
 NOVA_TIMEOUT = 3.0  # seconds
 # the stored heartbeat has second precision: allow the second it was truncated to
 HEARTBEAT_SLACK = 1.0
+# threads building the first answer of policy streams: resumes (cheap) and snapshots apart
+RESUME_WORKERS = 2
+SNAPSHOT_WORKERS = 2
 # attributes of a chassis the compiler uses: changing one recompiles the chassis
 COMPILED_FIELDS = ("tunnel_ip", "bridge_mappings", "is_gateway", "gateway_priority",
                    "availability_zone", "admin_state_up")
@@ -202,6 +206,9 @@ class Distribution:
             api.on_commit.append(self.loop.wake)
         self._tasks: set[asyncio.Task[None]] = set()
         self.inspector = Inspector(api)  # fault management: its publisher is set by the notifier
+        self._resumes = ThreadPoolExecutor(max_workers=RESUME_WORKERS, thread_name_prefix="resume")
+        self._snapshots = ThreadPoolExecutor(max_workers=SNAPSHOT_WORKERS,
+                                             thread_name_prefix="snapshot")
         # Nova must see a port's events in the order they happened (plugged before unplugged):
         # posts take this FIFO lock in the order their tasks were created
         self._nova_order: asyncio.Lock | None = None
@@ -433,7 +440,14 @@ class Distribution:
     # --- the policy stream --------------------------------------------------------------------
     async def policy_lines(self, name: str, since: int) -> AsyncIterator[bytes]:
         keepalive = self.settings.policy_keepalive_interval
-        last = await asyncio.to_thread(self._first, name, since)
+        # attach storms (every agent reconnecting after a server restart): the first answer of
+        # each stream is built on a small pool of its own, resumes before snapshots, so the
+        # API's own work never queues behind a hundred snapshots and every agent converges
+        loop = asyncio.get_running_loop()
+        if since > 0:
+            last = await loop.run_in_executor(self._resumes, self._first, name, since)
+        else:
+            last = await loop.run_in_executor(self._snapshots, self._snapshot, name)
         yield last[1]
         revision = last[0]
         while True:
@@ -441,7 +455,7 @@ class Distribution:
             try:
                 committed, changes = await asyncio.to_thread(self.store.position, name, revision)
             except RevisionTooOld:  # compacted past us (or the store was reset): start over
-                revision, line = await asyncio.to_thread(self._snapshot, name)
+                revision, line = await loop.run_in_executor(self._snapshots, self._snapshot, name)
                 yield line
                 continue
             for key, rev, document in changes:
@@ -492,6 +506,8 @@ class Distribution:
             await asyncio.wait(tasks, timeout=5.0)
             for pending in list(self._tasks):
                 pending.cancel()
+            self._resumes.shutdown(wait=False, cancel_futures=True)
+            self._snapshots.shutdown(wait=False, cancel_futures=True)
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
