@@ -398,10 +398,14 @@ def stream_types(params: list[tuple[str, str]]) -> list[str]:
 def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator, settings: Settings,
             notifier: Notifier | None = None) -> Notifier:
     """Add the fault routes and run the notifier's delivery worker with the app's lifespan.
-    The notifier (made here unless given) is `app.state.notifier`: the inspector publishes
-    through it."""
+    The notifier (made here unless given) is `app.state.notifier` and the publisher of the
+    inspector (`app.state.distribution.inspector`, when agents.install made one)."""
     notifier = notifier if notifier is not None else Notifier(api.db, settings)
     app.state.notifier = notifier
+    # the inspector (neutrino.api.agents installs it first) publishes through the notifier
+    inspector = getattr(getattr(app.state, "distribution", None), "inspector", None)
+    if inspector is not None and getattr(inspector, "publisher", None) is None:
+        inspector.publisher = notifier
 
     @app.get("/v2.0/faults", tags=["faults"], include_in_schema=False)
     async def get_faults(request: Request) -> Response:

@@ -326,7 +326,10 @@ def _print_json(data: Any) -> None:
 def _subscriptions_table(subscriptions: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table("id", "project", "url", "event types", "resources", "description")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=36)  # whole: `unsubscribe` takes it
+    for column in ("project", "url", "event types", "resources", "description"):
+        table.add_column(column)
     for sub in subscriptions:
         table.add_row(sub["id"], "(all)" if sub.get("all_projects") else sub["project_id"],
                       sub["url"], ", ".join(sub["event_types"]) or "(all)",
@@ -382,8 +385,11 @@ def faults_list(
             return
         from rich.table import Table
 
-        table = Table("id", "type", "severity", "state", "resource", "source", "detected",
-                      "cleared", "affected")
+        table = Table()
+        table.add_column("id", no_wrap=True, min_width=36)
+        for column in ("type", "severity", "state", "resource", "source", "detected", "cleared",
+                       "affected"):
+            table.add_column(column)
         for fault in found:
             affected = ", ".join(f"{len(ids)} {kind}" for kind, ids in fault["affected"].items()
                                  if ids)

@@ -4,7 +4,8 @@ Subscriptions are rows of `fault_subscriptions`. A subscription belongs to a pro
 an event only when one of the affected resources is that project's, with `affected` cut down
 to its own resources (`FaultEvent.for_project`). A subscription made by an admin is stored
 with `project_id` = `ALL_PROJECTS` (the empty string, which no Keystone project id can be):
-it sees every event unfiltered by project.
+it sees every event unfiltered by project. A subscription's `resource_ids` filter is matched
+against the view its project gets (another project's resources select nothing).
 
 Flow (the inspector owns the transaction):
 
@@ -91,6 +92,18 @@ def event_epoch(envelope: dict[str, Any]) -> float | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
     except ValueError:
         return None
+
+
+def names_any(envelope: dict[str, Any], resource_ids: Iterable[str]) -> bool:
+    """Whether the envelope (as its receiver sees it: a project's view names only that
+    project's resources) names one of `resource_ids` as the faulty or an affected resource;
+    no ids: any envelope."""
+    wanted = set(resource_ids)
+    if not wanted:
+        return True
+    data = envelope["data"]
+    named = {data["resource_id"], *(r for ids in data["affected"].values() for r in ids)}
+    return bool(wanted & named)
 
 
 def scope_of(project_id: str) -> str | None:
@@ -191,11 +204,10 @@ class Notifier:
                                    .where(fault_deliveries.c.event_id == fault_event.id)).scalars())
         rows = []
         for sub in subscriptions:
-            if sub.id in already or not fault_event.matches(sub.event_types or (),
-                                                            sub.resource_ids or ()):
+            if sub.id in already or not fault_event.matches(sub.event_types or (), ()):
                 continue
             envelope = fault_event.for_project(scope_of(sub.project_id))
-            if envelope is None:
+            if envelope is None or not names_any(envelope, sub.resource_ids or ()):
                 continue
             rows.append({"subscription_id": sub.id, "event_id": fault_event.id, "event": envelope,
                          "attempts": 0, "next_attempt_at": now, "delivered_at": None,
@@ -409,7 +421,7 @@ class Notifier:
         }
         try:
             response = await client.post(claim.url, content=orjson.dumps(envelope),
-                                         headers=headers)
+                                         headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}"[:1024]
         except ValueError as exc:  # e.g. an URL httpx refuses
