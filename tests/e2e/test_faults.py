@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from e2e.support import E2ELab, lab_up, neutrino, wait_until
+from neutrino.lab import netns
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("e2e-faults")]
 
@@ -142,3 +143,30 @@ def test_a_failed_host_is_detected_notified_acted_on_and_recovered(world: World,
     wait_until(lambda: world.port_status() == "ACTIVE", timeout=15, message="vnf1 ACTIVE again")
     wait_until(lambda: world.roles() == {"host1": "active", "host2": "standby"}, timeout=30,
                message=f"host1 active again (now {world.roles()})")
+
+
+def test_a_vif_link_going_down_is_a_port_fault_for_the_port_alone(world: World) -> None:
+    """The host side of vnf2's VIF goes down: a port.down event naming vnf2's port and instance
+    (not a host fault), the port DOWN; link up again: cleared, ACTIVE."""
+    lab, receiver = world.lab, world.receiver
+    subscribed = lab.cloud.network.post("/fault-subscriptions", json={"subscription": {
+        "url": receiver.url, "event_types": ["port.down"]}})
+    assert subscribed.status_code == 201, subscribed.text
+    vnf2 = lab.instance("vnf2")
+    port = lab.cloud.network.get_port(vnf2.record.port_id)
+    host_ns, tap = vnf2.host.namespace, vnf2.record.host_ifname
+    netns.set_link(host_ns, tap, up=False)
+    try:
+        wait_until(lambda: receiver.of_type("org.neutrino.fault.port.down", port.id), timeout=10,
+                   message="the webhook gets vnf2's port fault")
+        (event,) = receiver.of_type("org.neutrino.fault.port.down", port.id)
+        assert event["data"]["affected"]["instances"] == [port.device_id]
+        wait_until(lambda: lab.cloud.network.get_port(port.id).status == "DOWN", timeout=5,
+                   message="vnf2's port DOWN")
+        assert not receiver.of_type("org.neutrino.fault.host.down", "host3")
+    finally:
+        netns.set_link(host_ns, tap, up=True)
+    wait_until(lambda: receiver.of_type("org.neutrino.fault.port.down.cleared", port.id),
+               timeout=10, message="the port fault cleared")
+    wait_until(lambda: lab.cloud.network.get_port(port.id).status == "ACTIVE", timeout=5,
+               message="vnf2's port ACTIVE again")

@@ -224,3 +224,26 @@ def test_bad_reports_and_states_change_nothing(client: TestClient, db: Database,
     assert response.status_code == status_code, response.text
     assert "NeutronError" in response.json()
     assert faults(db) == [] and host_state(db, "host1") == "up"
+
+
+def test_a_vif_whose_link_goes_down_is_a_port_fault_until_it_is_active_again(
+        client: TestClient, db: Database, world: dict[str, Any]) -> None:
+    port_id = world["on3"]["id"]
+    down = client.put(f"/v2.0/neutrino/ports/{port_id}/status",
+                      json={"status": "DOWN", "chassis": "host3", "reason": "link_down"})
+    assert down.status_code == 200, down.text
+    (fault,) = faults(db)
+    assert (fault.type, fault.resource_id, fault.source, fault.state) == (
+        "port.down", port_id, "link", "active")
+    assert fault.affected["instances"] == ["vm-on-host3"]
+    assert host_state(db, "host3") == "up"  # one port, not its host
+    body(client.put(f"/v2.0/neutrino/ports/{port_id}/status",
+                    json={"status": "ACTIVE", "chassis": "host3"}))
+    assert faults(db)[0].state == "cleared"
+    # unplugged (no reason) is no fault; an unknown reason is refused
+    body(client.put(f"/v2.0/neutrino/ports/{port_id}/status",
+                    json={"status": "DOWN", "chassis": "host3"}))
+    assert len(faults(db)) == 1
+    refused = client.put(f"/v2.0/neutrino/ports/{port_id}/status",
+                         json={"status": "DOWN", "chassis": "host3", "reason": "gremlins"})
+    assert refused.status_code == 400

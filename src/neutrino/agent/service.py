@@ -485,7 +485,7 @@ class Agent:
         applied = time.perf_counter()
         self.realised = max(self.realised, revision)
         await self.report_ports(ports, {pid for pid, vif in vifs.items()
-                                        if pid in local and vif.link_up})
+                                        if pid in local and vif.link_up}, set(local))
         done = time.perf_counter()
         if done - started > SLOW_RECONCILE:
             log.info("reconcile of revision %d took %.0f ms: OVSDB %.0f, render %.0f (%d flows), "
@@ -584,15 +584,20 @@ class Agent:
             if self.ra is not None:
                 self.ra.lookup = adverts.get
 
-    async def report_ports(self, ports: Mapping[str, PortPolicy], up: set[str]) -> None:
+    async def report_ports(self, ports: Mapping[str, PortPolicy], up: set[str],
+                           plugged: set[str] | None = None) -> None:
+        """Each port's status once it changes: ACTIVE (flows in, link up, admin up) or DOWN,
+        with why when its VIF is plugged but its link is down (a fault: port.down)."""
         for port_id, port in ports.items():
             status = "ACTIVE" if port_id in up and port.admin_state_up else "DOWN"
             if self.reported.get(port_id) == status:
                 continue
+            report = {"status": status, "chassis": self.config.host}
+            if status == "DOWN" and port.admin_state_up and port_id in (plugged or set()):
+                report["reason"] = "link_down"
             try:
                 response = await self.http.put(
-                    f"/v2.0/neutrino/ports/{port_id}/status",
-                    json={"status": status, "chassis": self.config.host})
+                    f"/v2.0/neutrino/ports/{port_id}/status", json=report)
                 if response.status_code < 300:
                     self.reported[port_id] = status
             except httpx.HTTPError as exc:

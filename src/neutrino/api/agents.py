@@ -161,6 +161,8 @@ class PortStatusBody(BaseModel):
 
     status: str = Field(pattern="^(ACTIVE|DOWN)$")
     chassis: str | None = None
+    # why it is DOWN: its VIF is plugged but the link is down (the inspector's port.down)
+    reason: Literal["link_down"] | None = None
 
 
 def _parse(model: type[BaseModel], body: Any, wrapper: str | None = None) -> Any:
@@ -612,6 +614,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         port, changed = dist.set_port_status(port_id, body)
         if changed:
             dist.notify_compute(port)
+        dist.inspector.port_link(port, body.reason == "link_down" and body.status == "DOWN")
         return json_response({"port": port})
 
     @app.get("/v2.0/neutrino/revision", tags=["agents"], include_in_schema=False)

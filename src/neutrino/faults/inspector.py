@@ -44,7 +44,7 @@ from sqlalchemy import select
 from neutrino.db.schema import chassis as chassis_table
 from neutrino.db.schema import faults as faults_table
 from neutrino.faults import actions
-from neutrino.faults.events import SEVERITY, FaultEvent, new_id
+from neutrino.faults.events import SEVERITY, Affected, FaultEvent, new_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -130,6 +130,7 @@ class Inspector:
         self.hosts: dict[str, HostEvidence] = {}
         self.active: dict[str, str] = {}  # host -> id of its active host.down fault
         self.recovering: dict[str, int] = {}  # host -> revision its agent must realise
+        self.port_faults: dict[str, str] = {}  # port id -> id of its active port.down fault
         self._loaded = False
 
     # --- observations ---------------------------------------------------------------------------
@@ -211,6 +212,61 @@ class Inspector:
                     self.recovering[host] = actions.current_revision(conn)
                 self._promote(host)
 
+    def port_link(self, port: Mapping[str, Any], down: bool, now: float | None = None) -> None:
+        """A port's VIF link, as its agent reports it: a `port.down` fault while it is down
+        (plugged, admin up, link down), cleared when the port is ACTIVE again."""
+        now = time.time() if now is None else now
+        port_id = str(port["id"])
+        active = self.port_faults.get(port_id)
+        if down and active is None:
+            instance = port["device_id"] if str(port["device_owner"]).startswith("compute:") else ""
+            project = str(port["project_id"])
+            affected = Affected(ports=(port_id,), instances=(instance,) if instance else (),
+                                projects={port_id: project, **({instance: project} if instance
+                                                                else {})})
+            fault_id = new_id()
+            self.port_faults[port_id] = fault_id
+            self._publish_new(fault_id, "port.down", "port", port_id, "link", now, affected)
+        elif not down and active is not None and port.get("status") == "ACTIVE":
+            del self.port_faults[port_id]
+            self._publish_cleared(active, "port.down", "port", port_id, now)
+
+    def _publish_new(self, fault_id: str, fault_type: str, resource_type: str, resource_id: str,
+                     source: str, now: float, affected: Affected) -> None:
+        def work(conn: Connection) -> tuple[None, list[Any]]:
+            event = FaultEvent(id=new_id(), fault_id=fault_id, fault_type=fault_type,
+                               state="active", severity=SEVERITY[fault_type],
+                               resource_type=resource_type, resource_id=resource_id,
+                               source=source, fault_time=now, detected_at=now, cleared_at=None,
+                               affected=affected)
+            actions.record_fault(conn, event)
+            if self.publisher is not None:
+                self.publisher.publish(conn, event)
+            return None, []
+
+        self.api.write(work)
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    def _publish_cleared(self, fault_id: str, fault_type: str, resource_type: str,
+                         resource_id: str, now: float) -> None:
+        def work(conn: Connection) -> tuple[None, list[Any]]:
+            fault = actions.load_fault(conn, fault_id)
+            if fault is None:
+                return None, []
+            actions.clear_fault(conn, fault_id, now)
+            if self.publisher is not None:
+                self.publisher.publish(conn, FaultEvent(
+                    id=new_id(), fault_id=fault_id, fault_type=fault_type, state="cleared",
+                    severity=fault.severity, resource_type=resource_type,
+                    resource_id=resource_id, source=fault.source, fault_time=fault.fault_time,
+                    detected_at=fault.detected_at, cleared_at=now, affected=fault.affected))
+            return None, []
+
+        self.api.write(work)
+        if self.publisher is not None:
+            self.publisher.wake()
+
     def forget(self, host: str) -> None:
         """The host was unregistered: no evidence about it any more (its open fault, if any,
         stays as it is)."""
@@ -256,9 +312,12 @@ class Inspector:
                 evidence = self._evidence(row.name, now)
                 if row.forced_down:
                     evidence.forced_down_since = now
-            for row in conn.execute(select(faults_table.c.id, faults_table.c.resource_id).where(
-                    faults_table.c.type == "host.down", faults_table.c.state == "active")):
-                self.active[row.resource_id] = row.id
+            open_faults = conn.execute(
+                select(faults_table.c.id, faults_table.c.type, faults_table.c.resource_id)
+                .where(faults_table.c.type.in_(("host.down", "port.down")),
+                       faults_table.c.state == "active")).all()
+        for fault_id, fault_type, resource_id in open_faults:
+            (self.active if fault_type == "host.down" else self.port_faults)[resource_id] = fault_id
 
     def _assess(self, host: str, now: float) -> None:
         reasons = down_reasons(host, self.hosts, now, self.misses)
