@@ -175,6 +175,12 @@ class E2ELab:
                     break
         return lines
 
+    def gateway_roles(self, router_id: str) -> dict[str, str]:
+        """host -> HA state of the router's gateway agents, as the API reports them
+        (`GET /v2.0/routers/{id}/l3-agents`)."""
+        response = self.cloud.network.get(f"/routers/{router_id}/l3-agents")
+        return {agent["host"]: agent["ha_state"] for agent in response.json()["agents"]}
+
     def converged(self, host: str) -> bool:
         """Whether the agent of `host` has applied everything: the compiler has compiled every
         write, and no item of the host changed after the revision the agent reports realised."""

@@ -79,8 +79,7 @@ class World:
     receiver: Receiver
 
     def roles(self) -> dict[str, str]:
-        response = self.lab.cloud.network.get(f"/routers/{self.router.id}/l3-agents")
-        return {agent["host"]: agent["ha_state"] for agent in response.json()["agents"]}
+        return self.lab.gateway_roles(self.router.id)
 
     def port_status(self) -> str:
         status: str = self.lab.cloud.network.get_port(self.port.id).status

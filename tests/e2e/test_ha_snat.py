@@ -43,9 +43,7 @@ class World:
     external_ip: str
 
     def roles(self) -> dict[str, str]:
-        """host -> HA state of the router's gateway chassis, as the API reports them."""
-        response = self.lab.cloud.network.get(f"/routers/{self.router.id}/l3-agents")
-        return {agent["host"]: agent["ha_state"] for agent in response.json()["agents"]}
+        return self.lab.gateway_roles(self.router.id)
 
     def external(self, *argv: str) -> Any:
         return neutrino(self.lab.state_dir, "lab", "exec", "external", "--state-dir",
