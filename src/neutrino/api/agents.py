@@ -72,7 +72,7 @@ from starlette.responses import Response, StreamingResponse
 from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound
-from neutrino.api.routes import json_response, read_json
+from neutrino.api.routes import json_response, read_json, run_with_lifespan
 from neutrino.compiler.scheduling import schedule_from_rows
 from neutrino.config import Settings
 from neutrino.context import RequestContext
@@ -655,12 +655,5 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         admin(request)
         return json_response({"agents": dist.l3_agents(router_id)})
 
-    original = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        async with original(app_) as state, dist.running():
-            yield state
-
-    app.router.lifespan_context = lifespan
+    run_with_lifespan(app, dist.running)
     return dist

@@ -52,7 +52,6 @@ tests/test_openapi_fuzz.py must not open the never-ending stream).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -69,7 +68,7 @@ from starlette.responses import Response, StreamingResponse
 from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound, resource_not_found
-from neutrino.api.routes import json_response, read_json
+from neutrino.api.routes import json_response, read_json, run_with_lifespan
 from neutrino.config import Settings
 from neutrino.context import RequestContext
 from neutrino.db.schema import fault_subscriptions, faults
@@ -452,12 +451,5 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator, setti
         delete_subscription(api, ctx, subscription_id)
         return Response(status_code=204)
 
-    original = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        async with original(app_) as state, notifier.running():
-            yield state
-
-    app.router.lifespan_context = lifespan
+    run_with_lifespan(app, notifier.running)
     return notifier

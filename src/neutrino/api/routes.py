@@ -7,7 +7,8 @@ JSON themselves so bad input is Neutron's 400, never FastAPI's 422.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -249,3 +250,17 @@ def add_tag_routes(
     route(tag_path, "GET", "check_tag", check_tag, (401, 404), 204)
     route(tag_path, "PUT", "add_tag", put_tag, (400, 401, 403, 404), 201, empty=True)
     route(tag_path, "DELETE", "remove_tag", delete_tag, (401, 403, 404), 204)
+
+
+def run_with_lifespan(app: FastAPI,
+                      running: Callable[[], contextlib.AbstractAsyncContextManager[None]]) -> None:
+    """Enter `running()` (background tasks) for as long as the app runs, after whatever its
+    lifespan already does."""
+    original = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with original(app_) as state, running():
+            yield state
+
+    app.router.lifespan_context = lifespan
