@@ -41,11 +41,17 @@ demo: deps
 	$(UV) run python -m neutrino.demo $(ARGS)
 
 ## bench: API benchmark, then the data-plane benchmark against OVN (root; installs ovn-central/ovn-host
-## if missing; DATAPLANE_ARGS="--sizes 10x10" or "--quick" to shorten it)
+## if missing; DATAPLANE_ARGS="--sizes 10x10" or "--quick" to shorten it), then the gateway failover
+## benchmark (root; 5 kills of each kind, then 600 s idle for the BFD flap count)
 bench: deps
 	rc=0; $(UV) run python bench/api.py || rc=$$?; \
 	$(UV) run python bench/dataplane.py --install-ovn \
 		--output "$${DATAPLANE_JSON:-/tmp/neutrino-bench-dataplane.json}" $${DATAPLANE_ARGS:-} || rc=$$?; \
+	$(UV) run python bench/routing.py --install-ovn \
+		--output "$${ROUTING_JSON:-/tmp/neutrino-bench-routing.json}" $${ROUTING_ARGS:-} || rc=$$?; \
+	$(UV) run python bench/failover.py --idle 600 \
+		--output "$${FAILOVER_JSON:-/tmp/neutrino-bench-failover.json}" || rc=$$?; \
+	$(UV) run python bench/faults.py --output "$${FAULTS_JSON:-/tmp/neutrino-bench-faults.json}" $${FAULTS_ARGS:-} || rc=$$?; \
 	exit $$rc
 
 ## clean: caches and build artefacts (keeps .venv)

@@ -9,8 +9,9 @@ has 2 cores), from `ovn_topo.gen_topology` (same MACs, IPs, security-group rules
     ports per network, one security group holding all the tenant's ports with neutron's rules:
     2 default egress (IPv4, IPv6), ingress IPv4 from remote group = itself, ingress tcp/22 from
     0.0.0.0/0;
-  * EXCLUDED on both sides (routing is a later issue): routers, router interfaces, gateway ports,
-    SNAT, floating IPs, and the external flat network (it only carries the routers' gateways).
+  * EXCLUDED on both sides (bench/routing.py builds the full topology, with them): routers,
+    router interfaces, gateway ports, SNAT, floating IPs, and the external flat network (it only
+    carries the routers' gateways).
     OVN keeps what neutron's OVN driver needs for the rest: the `neutron_pg_drop` port group with
     its two drop ACLs and one explicit address set per group (`as_ip4_<sg>`).
 
@@ -82,7 +83,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -97,7 +98,7 @@ CHASSIS = "hv1"
 TARGET_LATENCY_RATIO = 5.0  # Neutrino <= 1/5 of OVN's change-to-flows latency
 TARGET_FLOW_RATIO = 3.0  # Neutrino <= 1/3 of OVN's flows
 EXCLUDED = ("routers, router interfaces, gateway ports, SNAT, floating IPs and the external flat "
-            "network (routing is a later issue); excluded on both sides")
+            "network (bench/routing.py measures the topology with them); excluded on both sides")
 VSCTL_BATCH = 200
 
 
@@ -243,6 +244,7 @@ class FlowMonitor:
 
     def __init__(self, target: str, env: dict[str, str]) -> None:
         self.events: list[tuple[float, frozenset[str]]] = []
+        self.actions: list[str] = []  # the actions of each event
         self._cond = threading.Condition()
         self._ready = False
         self.proc = subprocess.Popen(
@@ -272,10 +274,11 @@ class FlowMonitor:
                 continue
             if "event=ADDED" not in line and "event=MODIFIED" not in line:
                 continue
-            match = line.split(" actions=", 1)[0]
+            match, _, actions = line.partition(" actions=")
             tokens = frozenset(t for part in match.split() for t in part.split(","))
             with self._cond:
                 self.events.append((now, tokens))
+                self.actions.append(actions.strip())
                 self._cond.notify_all()
 
     def mark(self) -> int:
@@ -304,6 +307,25 @@ class FlowMonitor:
                     raise BenchError(f"no flow with {', '.join(missing)} within {timeout:.0f} s")
                 self._cond.wait(left)
 
+    def wait_for_flow(self, since: int, match: Sequence[str], action: str, timeout: float) -> float:
+        """The time of the first flow added or modified after event number `since` whose match
+        holds every token of `match` and whose actions contain `action`."""
+        deadline = time.monotonic() + timeout
+        wanted = frozenset(match)
+        i = since
+        with self._cond:
+            while True:
+                while i < len(self.events):
+                    t, tokens = self.events[i]
+                    if wanted <= tokens and action in self.actions[i]:
+                        return t
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"no flow with {', '.join(match)} and {action!r} within "
+                                     f"{timeout:.0f} s")
+                self._cond.wait(left)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -324,19 +346,41 @@ class OpSample:
     published_ms: float | None = None  # Neutrino: -> the change is on the chassis's policy stream
 
 
+@dataclass(frozen=True)
+class OpSpec:
+    """One timed operation: `key` is the side's method (`side.<key>(k, timeout)`), the JSON key
+    of its samples and the prefix of its metrics."""
+
+    key: str  # "port_add"
+    label: str  # "port add", in the log and the table
+    row: str  # the table's latency row
+    ack_key: str  # the table's row (and JSON key) of the system's own "done"
+    ack_row: str
+    ack_names: tuple[str, str]  # what that "done" is on (Neutrino, OVN)
+
+
+DATAPLANE_OPS = (
+    OpSpec("port_add", "port add", "port add -> flows on host, median", "port_ack",
+           "port add -> ACTIVE / LSP up, median", ("ACTIVE", "up / --wait=hv")),
+    OpSpec("rule_add", "rule add", "SG rule add -> flows on host, median", "rule_ack",
+           "SG rule add -> OVN --wait=hv returned, median", ("ACTIVE", "up / --wait=hv")),
+)
+
+
 @dataclass
 class SideResult:
     system: str
     metrics: dict[str, Any] = field(default_factory=dict)
-    port_ops: list[OpSample] = field(default_factory=list)
-    rule_ops: list[OpSample] = field(default_factory=list)
+    ops: dict[str, list[OpSample]] = field(default_factory=dict)  # OpSpec.key -> samples
     by_table: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def samples(self, key: str) -> list[OpSample]:
+        return self.ops.setdefault(key, [])
+
     def as_dict(self) -> dict[str, Any]:
         return {"system": self.system, "metrics": self.metrics,
-                "port_add": [vars(s) for s in self.port_ops],
-                "rule_add": [vars(s) for s in self.rule_ops],
+                **{key: [vars(s) for s in samples] for key, samples in self.ops.items()},
                 "flows_by_table": {str(k): v for k, v in self.by_table.items()},
                 "notes": self.notes}
 
@@ -593,12 +637,14 @@ class OvnSide:
                   env=self.env, timeout=300)
         rows = json.loads(out)[0]["rows"]
         m["sb_logical_flows"] = len(rows)
-        # OpenFlow table of each logical stage (OVN 23.03: ingress from table 8, egress from 42)
-        names = dict(OVN_FIXED_TABLES)
+        # OpenFlow table of each logical stage (OVN 23.03: ingress from table 8, egress from 42;
+        # a switch's and a router's stage of one number share the table)
+        stages: dict[int, set[str]] = {t: {n} for t, n in OVN_FIXED_TABLES.items()}
         for row in rows:
             ext = dict(row["external_ids"][1]) if row["external_ids"][0] == "map" else {}
             base = 8 if row["pipeline"] == "ingress" else 42
-            names.setdefault(base + int(row["table_id"]), ext.get("stage-name", "?"))
+            stages.setdefault(base + int(row["table_id"]), set()).add(ext.get("stage-name", "?"))
+        names = {t: "/".join(sorted(n)) for t, n in stages.items()}
         self.result.notes.append("tables: " + ", ".join(f"{t}={names.get(t, '?')}" for t in fc.by_table))
         for name in ("northd", "sb", "controller", "vswitchd"):
             m[f"{name}_rss_kib"], m[f"{name}_rss_peak_kib"] = rss_kib(self.pid(name))
@@ -630,13 +676,21 @@ class OvnSide:
 
     def rule_add(self, k: int, timeout: float) -> OpSample:
         it = self.h.intent_add_acl(self.topo, k)
+        return self.timed_change(k, self.h.op_add_acl(self.topo, k),
+                                 [f"tp_dst={it['rule']['port_range_min']}"], "", timeout)
+
+    def timed_change(self, k: int, txn: Sequence[str], match: Sequence[str], action: str,
+                     timeout: float) -> OpSample:
+        """t0; the NB transaction `txn` with `ovn-nbctl --wait=hv` (its return is the ack); done
+        when a flow whose match has every token of `match` and whose actions contain `action`
+        appears on br-int."""
         self.settle()
         assert self.monitor is not None
         mark = self.monitor.mark()
         t0 = time.monotonic()
-        self.nbctl(self.h.op_add_acl(self.topo, k), wait="hv")
+        self.nbctl(txn, wait="hv")
         t_wait = time.monotonic()
-        t_flows = self.monitor.wait_for(mark, [f"tp_dst={it['rule']['port_range_min']}"], timeout)
+        t_flows = self.monitor.wait_for_flow(mark, match, action, timeout)
         return OpSample(k, (t_flows - t0) * 1000, (t_wait - t0) * 1000, (t_wait - t0) * 1000)
 
 
@@ -726,7 +780,7 @@ class NeutrinoSide:
 
         self.state_dir = Path(tempfile.mkdtemp(prefix="dataplane-neutrino."))
         self.lab_up = True  # from here on, `lab down` on the way out
-        self._cli("up", "--hosts", "1")
+        self._cli("up", *self.lab_up_args())
         info = json.loads((self.state_dir / "server.json").read_text())
         self.server_pid = info.get("pid")
         password = Path(info["password_file"]).read_text().strip()
@@ -737,6 +791,9 @@ class NeutrinoSide:
         self.token = r.headers["X-Subject-Token"]
         self.client.headers["X-Auth-Token"] = self.token
         self.host = Lab.load(self.state_dir).host(HOST)
+
+    def lab_up_args(self) -> list[str]:
+        return ["--hosts", "1"]
 
     def stop(self) -> None:
         if self.monitor is not None:
@@ -810,7 +867,7 @@ class NeutrinoSide:
         from neutrino.compiler import compile_chassis, load_intent
         from neutrino.db.engine import Database
         from neutrino.pipeline.render import render_chassis
-        from neutrino.policy.model import NetworkPolicy, PortPolicy
+        from neutrino.policy.model import NetworkPolicy, PortPolicy, RouterPolicy
 
         assert self.state_dir is not None
         m = self.result.metrics
@@ -830,9 +887,9 @@ class NeutrinoSide:
                 docs = compile_chassis(intent, HOST)
                 t2 = time.perf_counter()
                 ports = [d.id for d in docs.values() if isinstance(d, PortPolicy)]
-                nets = [d.id for d in docs.values() if isinstance(d, NetworkPolicy)]
+                zoned = [d.id for d in docs.values() if isinstance(d, NetworkPolicy | RouterPolicy)]
                 flows = render_chassis(docs, {p: i + 1 for i, p in enumerate(ports)}, {},
-                                       {n: i + 1 for i, n in enumerate(nets)})
+                                       {n: i + 1 for i, n in enumerate(zoned)}, chassis=HOST)
                 t3 = time.perf_counter()
                 table = FlowTable(no_switch_ofctl())
                 table.apply(flows)  # the first apply goes through replace-flows (not timed)
@@ -987,17 +1044,21 @@ class NeutrinoSide:
         self.result.notes.append("tables: " + ", ".join(f"{t}={STAGES_BY_TABLE[t].name}"
                                                         for t in fc.by_table if t in STAGES_BY_TABLE))
         kinds: Counter[str] = Counter()
-        cookies = {cookie_for("pipeline", "static"): "static"}
-        cookies |= {cookie_for("port", p): "port" for p in self.port_ids.values()}
-        cookies |= {cookie_for("network", n): "network" for n in self.net_ids.values()}
-        cookies |= {cookie_for("security_group", g): "security_group" for g in self.sg_ids.values()}
-        cookies |= {cookie_for("address_set", g): "address_set" for g in self.sg_ids.values()}
+        cookies = {cookie_for(kind, item): kind for kind, item in self.policy_items()}
+        cookies[cookie_for("pipeline", "static")] = "static"
         for cookie, n in fc.by_cookie.items():
             kinds[cookies.get(cookie, "other")] += n
         m["of_flows_by_item_kind"] = dict(kinds)
         for name, pid in (("server", self.server_pid), ("agent", self.agent_pid),
                           ("vswitchd", self.vswitchd_pid)):
             m[f"{name}_rss_kib"], m[f"{name}_rss_peak_kib"] = rss_kib(pid)
+
+    def policy_items(self) -> Iterator[tuple[str, str]]:
+        """(kind, id) of the policy items the intent made (their flows' cookies)."""
+        yield from (("port", p) for p in self.port_ids.values())
+        yield from (("network", n) for n in self.net_ids.values())
+        yield from (("security_group", g) for g in self.sg_ids.values())
+        yield from (("address_set", g) for g in self.sg_ids.values())
 
     def port_add(self, k: int, timeout: float) -> OpSample:
         it = self.h.intent_add_port(self.topo, k)
@@ -1033,14 +1094,23 @@ class NeutrinoSide:
         body = {key: v for key, v in rule.items() if key != "id"}
         body |= {"security_group_id": self.sg_ids[tenant["security_group"]["id"]],
                  "project_id": tenant["project_id"]}
+        return self.timed_change(k, "POST", "/v2.0/security-group-rules", {"security_group_rule": body},
+                                 [f"tp_dst={rule['port_range_min']}"], "",
+                                 f"/security_group/{body['security_group_id']}", timeout)
+
+    def timed_change(self, k: int, method: str, path: str, body: Any, match: Sequence[str], action: str,
+                     item: str, timeout: float) -> OpSample:
+        """t0; the API call; done when a flow whose match has every token of `match` and whose
+        actions contain `action` appears on br-int; also when the change of policy item `item`
+        (`/<kind>/<id>`) reached host1's policy stream. Settled (realised) before it returns."""
         self.settle()
         assert self.monitor is not None and self.observer is not None
         mark, seen = self.monitor.mark(), self.observer.mark()
         t0 = time.monotonic()
-        self.api("POST", "/v2.0/security-group-rules", {"security_group_rule": body})
+        self.api(method, path, body)
         t_call = time.monotonic()
-        t_flows = self.monitor.wait_for(mark, [f"tp_dst={rule['port_range_min']}"], timeout)
-        t_pub = self.observer.wait_for(seen, f"/security_group/{body['security_group_id']}", 5.0)
+        t_flows = self.monitor.wait_for_flow(mark, match, action, timeout)
+        t_pub = self.observer.wait_for(seen, item, 5.0)
         self.wait_realised(60)
         return OpSample(k, (t_flows - t0) * 1000, None, (t_call - t0) * 1000,
                         None if t_pub is None else (t_pub - t0) * 1000)
@@ -1099,7 +1169,10 @@ def vif_ids(port_id: str, mac: str) -> list[str]:
 
 
 # --- one size, both systems -----------------------------------------------------------------------
-def measure_side(side: OvnSide | NeutrinoSide, reps: int, op_timeout: float, prefix: str) -> SideResult:
+def measure_side(side: OvnSide | NeutrinoSide, reps: int, op_timeout: float, prefix: str,
+                 ops: Sequence[OpSpec] = DATAPLANE_OPS) -> SideResult:
+    """Start `side`, build its topology, count its flows and the switch's floors, then time each
+    operation of `ops` `reps` times (`side.<key>(k, timeout)`, k = 0..reps-1)."""
     res = side.result
     name = res.system
     res.metrics["loadavg_start"] = loadavg()
@@ -1116,21 +1189,18 @@ def measure_side(side: OvnSide | NeutrinoSide, reps: int, op_timeout: float, pre
     measure_floors(side, reps)
     side.start_watching()
     busy0 = host_busy()
-    cpu0 = side.cpu()
-    for r in range(reps):
-        log(f"{prefix} {name}: port add {r + 1}/{reps}")
-        res.port_ops.append(side.port_add(r, op_timeout))
-        time.sleep(0.2)
-    cpu1 = side.cpu()
-    for r in range(reps):
-        log(f"{prefix} {name}: rule add {r + 1}/{reps}")
-        res.rule_ops.append(side.rule_add(r, op_timeout))
-        time.sleep(0.2)
-    cpu2 = side.cpu()
+    for spec in ops:
+        operation = getattr(side, spec.key)
+        samples = res.samples(spec.key)
+        cpu0 = side.cpu()
+        for r in range(reps):
+            log(f"{prefix} {name}: {spec.label} {r + 1}/{reps}")
+            samples.append(operation(r, op_timeout))
+            time.sleep(0.2)
+        cpu1 = side.cpu()
+        for proc in cpu0:
+            res.metrics[f"{proc}_cpu_per_{spec.key}_ms"] = (cpu1[proc] - cpu0[proc]) * 1000 / max(reps, 1)
     busy1 = host_busy()
-    for proc in cpu0:
-        res.metrics[f"{proc}_cpu_per_port_add_ms"] = (cpu1[proc] - cpu0[proc]) * 1000 / max(reps, 1)
-        res.metrics[f"{proc}_cpu_per_rule_add_ms"] = (cpu2[proc] - cpu1[proc]) * 1000 / max(reps, 1)
     wall = busy1[1] - busy0[1]
     res.metrics["host_cpu_busy_during_ops"] = (busy1[0] - busy0[0]) / wall if wall > 0 else None
     res.metrics["of_flows_after_ops"] = aggregate_flows(side.target, side.env)
@@ -1149,7 +1219,7 @@ def emit_side(prefix: str, res: SideResult) -> None:
                 else "" if isinstance(value, str) else "count")
         if value is not None:
             emit(p, key, value, unit)
-    for label, samples in (("port_add", res.port_ops), ("rule_add", res.rule_ops)):
+    for label, samples in res.ops.items():
         for attr, what in (("flows_ms", "to_flows"), ("ack_ms", "to_ack"), ("call_ms", "api_call"),
                            ("published_ms", "to_stream")):
             s = summarize(samples, attr)
@@ -1166,40 +1236,38 @@ def ratio(theirs: float | None, ours: float | None) -> float | None:
     return theirs / ours
 
 
-def compare(size: str, ports: int, ovn: SideResult | None, neu: SideResult | None) -> dict[str, Any]:
+def compare(size: str, ports: int, ovn: SideResult | None, neu: SideResult | None,
+            ops: Sequence[OpSpec] = DATAPLANE_OPS) -> dict[str, Any]:
     out: dict[str, Any] = {"size": size, "ports": ports}
     rows = []
 
-    def med(res: SideResult | None, samples: str, attr: str = "flows_ms") -> float | None:
+    def med(res: SideResult | None, key: str, attr: str = "flows_ms") -> float | None:
         if res is None:
             return None
-        s = summarize(getattr(res, samples), attr)
+        s = summarize(res.ops.get(key, []), attr)
         return s["median"] if s else None
 
     def flows(res: SideResult | None) -> float | None:
         return None if res is None else float(res.metrics.get("of_flows", 0)) or None
 
-    for key, label, unit, target, get in (
-        ("port_add", "port add -> flows on host, median", "ms", TARGET_LATENCY_RATIO,
-         lambda r: med(r, "port_ops")),
-        ("rule_add", "SG rule add -> flows on host, median", "ms", TARGET_LATENCY_RATIO,
-         lambda r: med(r, "rule_ops")),
-        ("of_flows", "OpenFlow flows on br-int", "flows", TARGET_FLOW_RATIO, flows),
-    ):
+    targets: list[tuple[str, str, str, float, Any]] = [
+        (spec.key, spec.row, "ms", TARGET_LATENCY_RATIO, lambda r, k=spec.key: med(r, k)) for spec in ops]
+    targets.append(("of_flows", "OpenFlow flows on br-int", "flows", TARGET_FLOW_RATIO, flows))
+    for key, label, unit, target, get in targets:
         n, o = get(neu), get(ovn)
         rt = ratio(o, n)
         met = None if rt is None else rt >= target
         rows.append({"key": key, "label": label, "unit": unit, "neutrino": n, "ovn": o, "ratio": rt,
                      "target_ratio": target, "met": met})
-    for key, label, unit, get in (
-        ("port_ack", "port add -> ACTIVE / LSP up, median", "ms", lambda r: med(r, "port_ops", "ack_ms")),
-        ("rule_ack", "SG rule add -> OVN --wait=hv returned, median", "ms",
-         lambda r: med(r, "rule_ops", "ack_ms")),
+    information: list[tuple[str, str, str, Any]] = [
+        (spec.ack_key, spec.ack_row, "ms", lambda r, k=spec.key: med(r, k, "ack_ms")) for spec in ops]
+    information += [
         ("floor_ofctl", "floor: one ovs-ofctl --bundle, idle switch", "ms",
          lambda r: r.metrics.get("floor_ofctl_bundle_ms") if r else None),
         ("floor_reconfigure", "floor: vswitchd reconfiguration (VIF plug)", "ms",
          lambda r: r.metrics.get("floor_reconfigure_ms") if r else None),
-    ):
+    ]
+    for key, label, unit, get in information:
         n, o = get(neu), get(ovn)
         rows.append({"key": key, "label": label, "unit": unit, "neutrino": n, "ovn": o,
                      "ratio": ratio(o, n), "target_ratio": None, "met": None})
@@ -1215,9 +1283,12 @@ def fmt(v: float | None, unit: str) -> str:
     return f"{v:,.1f} ms" if v < 1000 else f"{v / 1000:,.2f} s"
 
 
-def print_table(cmp: dict[str, Any], ovn: SideResult | None, neu: SideResult | None) -> None:
-    lines = ["", "=" * 100,
-             f"data plane, {cmp['size']} ({cmp['ports']} ports, all bound on one host); excluded: {EXCLUDED}",
+def print_table(cmp: dict[str, Any], ovn: SideResult | None, neu: SideResult | None,
+                ops: Sequence[OpSpec] = DATAPLANE_OPS, title: str | None = None) -> None:
+    if title is None:
+        title = (f"data plane, {cmp['size']} ({cmp['ports']} ports, all bound on one host); "
+                 f"excluded: {EXCLUDED}")
+    lines = ["", "=" * 100, title,
              "ratio = OVN / Neutrino (how many times fewer flows / faster); targets: latency ratio >= 5, "
              "flow ratio >= 3",
              f"{'metric':<48}{'neutrino':>14}{'ovn':>14}{'ratio':>10}  target"]
@@ -1234,16 +1305,18 @@ def print_table(cmp: dict[str, Any], ovn: SideResult | None, neu: SideResult | N
     for res in (neu, ovn):
         if res is None:
             continue
-        for label, samples in (("port add", res.port_ops), ("rule add", res.rule_ops)):
+        for spec in ops:
+            samples = res.ops.get(spec.key, [])
             s = summarize(samples)
             if s:
                 parts = []
+                ack = spec.ack_names[0 if res.system == "neutrino" else 1]
                 for attr, what in (("call_ms", "API call returned"), ("published_ms", "on the policy stream"),
-                                   ("ack_ms", "ACTIVE" if res.system == "neutrino" else "up / --wait=hv")):
+                                   ("ack_ms", ack)):
                     x = summarize(samples, attr)
                     if x and not (attr == "ack_ms" and x == summarize(samples, "call_ms")):
                         parts.append(f"{what} {x['median']:.1f}")
-                lines.append(f"  {res.system} {label} -> flows: median {s['median']:.1f} ms, "
+                lines.append(f"  {res.system} {spec.label} -> flows: median {s['median']:.1f} ms, "
                              f"min {s['min']:.1f}, max {s['max']:.1f} (n={s['n']}); medians: "
                              + ", ".join(parts))
         m = res.metrics
@@ -1257,9 +1330,11 @@ def print_table(cmp: dict[str, Any], ovn: SideResult | None, neu: SideResult | N
                          "render cost; a change costs only what it touches on both sides")
         lines.append(f"  {res.system} flows by table: "
                      + ", ".join(f"{t}:{n}" for t, n in res.by_table.items()))
-        if res.system == "neutrino" and "of_flows_by_item_kind" in m:
-            lines.append("  neutrino flows by policy item: " + ", ".join(
-                f"{k}={v}" for k, v in sorted(m["of_flows_by_item_kind"].items())))
+        for key, what in (("of_flows_by_item_kind", "policy item"),
+                          ("of_flows_by_datapath_kind", "datapath")):
+            if key in m:
+                lines.append(f"  {res.system} flows by {what}: " + ", ".join(
+                    f"{k}={v}" for k, v in sorted(m[key].items())))
         busy = 100 * (m.get("host_cpu_busy_during_ops") or 0)
         lines.append(f"  {res.system} load average start/end: {m.get('loadavg_start')} / "
                      f"{m.get('loadavg_end')}; host CPU busy during the operations: {busy:.0f} %")
@@ -1321,8 +1396,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None, doc: str | None) -> argparse.Namespace:
+    """The options every data-plane bench takes (this one and bench/routing.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10x10,50x20"),
                     help="comma list of <tenants>x<ports per network> (ports = 2*T*P); default "
                          "10x10,50x20 (200 and 2,000 ports), the harness's sizes")
@@ -1341,9 +1417,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.reps = [(3, 4)], min(args.reps, 2)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if not set(systems) <= {"ovn", "neutrino"} or not systems:
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if not set(args.systems) <= {"ovn", "neutrino"} or not args.systems:
         ap.error("--systems: ovn and/or neutrino")
+    return args
+
+
+SideFactory = Callable[..., "OvnSide | NeutrinoSide"]  # (harness, tenants, ports, links_up=...)
+
+
+def run_sizes(args: argparse.Namespace, sides: dict[str, SideFactory], ops: Sequence[OpSpec],
+              report: dict[str, Any], name: str = "dataplane",
+              title: Callable[[dict[str, Any]], str] | None = None) -> int:
+    """Every size of `args`, each system of `args.systems` (`sides[system]` makes its side) one
+    after the other: measure, print `name value unit` lines and the table, and write `report`
+    (the sizes added) to --output. `title(cmp)` gives the table's title line."""
 
     # SIGTERM (e.g. from timeout) unwinds like Ctrl-C, through every finally below
     def _term(signum: int, frame: object) -> None:
@@ -1351,44 +1439,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     if os.geteuid() != 0:
-        log("bench/dataplane.py needs root (network namespaces, Open vSwitch)")
+        log(f"bench/{name}.py needs root (network namespaces, Open vSwitch)")
         return 1
     missing = [b for b in OVS_BINARIES if not shutil.which(b)]
     if missing:
         log(f"missing {', '.join(missing)} (make deps installs Open vSwitch)")
         return 1
     try:
-        if "ovn" in systems:
+        if "ovn" in args.systems:
             ensure_ovn(args.install_ovn)
         harness = load_harness(args.harness)
     except BenchError as error:
         log(f"FAILED: {error}")
         return 1
-
-    report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
-        "cpus": os.cpu_count(), "loadavg_start": loadavg(), "reps": args.reps, "excluded": EXCLUDED,
-        "vif_links": args.vif_links,
-        "method": {
-            "flows": "ovs-ofctl -O OpenFlow15 dump-flows br-int, flow lines (reply headers excluded)",
-            "port_add": "API call issued (VIF plugged right after it returns) -> flows with "
-                        "in_port=<ofport>, dl_src=<mac>, dl_dst=<mac> seen by ovs-ofctl monitor",
-            "rule_add": "API call issued -> a flow with tp_dst=<port> seen by ovs-ofctl monitor",
-            "port_ack": "Neutrino: port ACTIVE (reported after its flows are installed); OVN: LSP up=true",
-            "rule_ack": "OVN: ovn-nbctl --wait=hv returned"},
-        "sizes": []}
+    report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
+              "cpus": os.cpu_count(), "loadavg_start": loadavg(), "reps": args.reps,
+              "vif_links": args.vif_links, **report, "sizes": []}
     rc = 0
     t_start = time.monotonic()
     try:
         for tenants, per_net in args.sizes:
             size, nports = f"{tenants}x{per_net}", 2 * tenants * per_net
-            prefix = f"dataplane.t{tenants}p{per_net}"
+            prefix = f"{name}.t{tenants}p{per_net}"
             results: dict[str, SideResult] = {}
-            for system in systems:
-                side: OvnSide | NeutrinoSide = (OvnSide if system == "ovn" else NeutrinoSide)(
-                    harness, tenants, per_net, links_up=args.vif_links == "up")
+            for system in args.systems:
+                side = sides[system](harness, tenants, per_net, links_up=args.vif_links == "up")
                 try:
-                    results[system] = measure_side(side, args.reps, args.op_timeout, prefix)
+                    results[system] = measure_side(side, args.reps, args.op_timeout, prefix, ops)
                 except (BenchError, httpx.HTTPError, OSError) as error:
                     log(f"{prefix} {system} FAILED: {error}")
                     side.result.notes.append(f"FAILED: {error}")
@@ -1397,8 +1474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 finally:
                     side.stop()
                 emit_side(prefix, results[system])
-            cmp = compare(size, nports, results.get("ovn"), results.get("neutrino"))
-            print_table(cmp, results.get("ovn"), results.get("neutrino"))
+            cmp = compare(size, nports, results.get("ovn"), results.get("neutrino"), ops)
+            print_table(cmp, results.get("ovn"), results.get("neutrino"), ops,
+                        None if title is None else title(cmp))
             report["sizes"].append({**cmp, "results": {k: v.as_dict() for k, v in results.items()}})
     except KeyboardInterrupt:
         log("interrupted; everything started was stopped")
@@ -1410,6 +1488,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.output).write_text(json.dumps(report, indent=1, default=str))
             log(f"wrote {args.output}")
     return rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv, __doc__)
+    report = {
+        "excluded": EXCLUDED,
+        "method": {
+            "flows": "ovs-ofctl -O OpenFlow15 dump-flows br-int, flow lines (reply headers excluded)",
+            "port_add": "API call issued (VIF plugged right after it returns) -> flows with "
+                        "in_port=<ofport>, dl_src=<mac>, dl_dst=<mac> seen by ovs-ofctl monitor",
+            "rule_add": "API call issued -> a flow with tp_dst=<port> seen by ovs-ofctl monitor",
+            "port_ack": "Neutrino: port ACTIVE (reported after its flows are installed); OVN: LSP up=true",
+            "rule_ack": "OVN: ovn-nbctl --wait=hv returned"}}
+    return run_sizes(args, {"ovn": OvnSide, "neutrino": NeutrinoSide}, DATAPLANE_OPS, report)
 
 
 if __name__ == "__main__":

@@ -572,9 +572,9 @@ class Demo:
             standby = out.roles.get(STANDBY_GATEWAY)
             failed = out.roles.get(ACTIVE_GATEWAY)
             console.print(
-                f"  {mark(standby == 'active')} the traffic moved to {STANDBY_GATEWAY} by itself "
-                f"(BFD on the tunnels, no control plane): [bold]{out.gap_ms:.0f} ms[/] without a "
-                f"reply, {out.lost} of {out.transmitted} requests lost\n"
+                f"  {mark(standby == 'active')} the traffic moved to {STANDBY_GATEWAY} by itself: "
+                f"[bold]{out.gap_ms:.0f} ms[/] without a reply, {out.lost} of {out.transmitted} "
+                f"requests lost\n"
                 f"    the API now shows {STANDBY_GATEWAY} {standby}"
                 + (f" ({ACTIVE_GATEWAY}'s own agent still reports {failed})" if failed else ""))
 

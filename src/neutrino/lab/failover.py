@@ -64,7 +64,7 @@ class FailoverPhase:
     gap_ms: float  # longest time between two consecutive replies around the failure
     lost: int  # requests without a reply
     transmitted: int  # requests ping sent
-    resumed_ms: float  # failure injected -> first reply of the final steady run
+    resumed_ms: float  # failure injected -> the reply that ended the longest gap
     # failure injected -> the API showed another gateway active (None for `agent`: killing
     # the agent leaves the host's data path as it was, nothing fails over)
     standby_active_s: float | None
@@ -153,8 +153,7 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                 failed_at = time.time()
                 with Lab.session(state_dir) as lab:
                     lab.fail(host, how)
-                resumed_at = _wait_resumed(pinger.record, failed_at, resumed_for, interval,
-                                           timeout)
+                _wait_resumed(pinger.record, failed_at, resumed_for, interval, timeout)
                 standby_active: float | None = None
                 if how != "agent":  # without its agent, the host's data path goes on as it was
                     _wait(lambda: any(role == "active" for name, role in
@@ -164,10 +163,11 @@ def measure_failover(state_dir: Path, instance: str, host: str, how: FailureMode
                     standby_active = time.time() - failed_at
                 roles_failed = api.roles(router_id)
             seen = pinger.record
+            gap, resumed_at = _gap_across(seen, failed_at)
             failover = FailoverPhase(
-                gap_ms=_gap_across(seen, failed_at) * 1000, lost=seen.missing(),
-                transmitted=_sent(seen), resumed_ms=(resumed_at - failed_at) * 1000,
-                standby_active_s=standby_active, roles=roles_failed)
+                gap_ms=gap * 1000, lost=seen.missing(), transmitted=_sent(seen),
+                resumed_ms=(resumed_at - failed_at) * 1000, standby_active_s=standby_active,
+                roles=roles_failed)
             if on_failover is not None:
                 on_failover(failover)
 
@@ -252,10 +252,9 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: Callable[[], str]
 
 
 def _wait_resumed(record: PingRecord, since: float, hold: float, interval: float,
-                  timeout: float) -> float:
+                  timeout: float) -> None:
     """Until the replies after `since` end in a run of at least `hold` seconds without a pause
-    (a pause: more than 10 intervals, at least 100 ms, between two replies); the time of the
-    run's first reply."""
+    (a pause: more than 10 intervals, at least 100 ms, between two replies)."""
     pause = max(0.1, 10 * interval)
     deadline = time.monotonic() + timeout
     while True:
@@ -267,18 +266,20 @@ def _wait_resumed(record: PingRecord, since: float, hold: float, interval: float
                     break
                 start = earlier
             if times[-1] - start >= hold:
-                return start
+                return
         if time.monotonic() > deadline:
             raise FailoverError(f"no steady replies within {timeout:g} s of the failure "
                                 f"({len(times)} replies since)")
         time.sleep(POLL)
 
 
-def _gap_across(record: PingRecord, moment: float) -> float:
+def _gap_across(record: PingRecord, moment: float) -> tuple[float, float]:
     """The longest time between two consecutive replies where the later one came after
-    `moment` (so the pause that spans `moment` counts from the last reply before it)."""
+    `moment` (so the pause that spans `moment` counts from the last reply before it), and the
+    time of the reply that ended it."""
     times = [t for _seq, t in record.snapshot()]
-    return max((b - a for a, b in itertools.pairwise(times) if b > moment), default=0.0)
+    pairs = [(b - a, b) for a, b in itertools.pairwise(times) if b > moment]
+    return max(pairs, default=(0.0, moment))
 
 
 def _sent(record: PingRecord) -> int:
