@@ -43,6 +43,14 @@ def test_observers_that_are_down_themselves_do_not_count() -> None:
     assert down_reasons("h1", hosts, now=100.1) == {}
 
 
+def test_a_host_already_down_is_no_observer() -> None:
+    """An isolated host sees every peer down: it accuses nobody."""
+    hosts = evidence(h1={"bfd": {"h3": "down"}, "bfd_down_since": {"h3": 100.0}},
+                     h2={"bfd": {"h3": "down"}, "bfd_down_since": {"h3": 100.0}}, h3={})
+    assert "bfd" in down_reasons("h3", hosts, now=100.1)
+    assert down_reasons("h3", hosts, now=100.1, down={"h1"}) == {}
+
+
 def test_missed_heartbeats_only_for_agents_that_announce_their_interval() -> None:
     hosts = evidence(h1={})
     assert down_reasons("h1", hosts, now=102.9) == {}

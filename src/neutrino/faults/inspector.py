@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,8 +87,10 @@ class HostEvidence:
 
 
 def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
-                 misses: int = HEARTBEAT_MISSES) -> dict[str, float]:
-    """Why `host` is down (source -> estimated fault time), from everyone's evidence. PURE."""
+                 misses: int = HEARTBEAT_MISSES,
+                 down: Collection[str] = ()) -> dict[str, float]:
+    """Why `host` is down (source -> estimated fault time), from everyone's evidence; hosts in
+    `down` (already faulty: an isolated host sees everyone down) are no observers. PURE."""
     me = hosts[host]
     reasons: dict[str, float] = {}
     if me.forced_down_since is not None:
@@ -98,7 +100,7 @@ def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
     observers = [e.bfd_down_since[host] - 3 * e.bfd_interval
                  for name, e in hosts.items()
                  if name != host and e.bfd.get(host) == "down" and host in e.bfd_down_since
-                 and _alive(name, hosts, now, misses)]
+                 and name not in down and _alive(name, hosts, now, misses)]
     if len(observers) >= BFD_OBSERVERS:
         reasons["bfd"] = min(observers)
     if me.reported_down_since is not None:
@@ -320,7 +322,8 @@ class Inspector:
             (self.active if fault_type == "host.down" else self.port_faults)[resource_id] = fault_id
 
     def _assess(self, host: str, now: float) -> None:
-        reasons = down_reasons(host, self.hosts, now, self.misses)
+        reasons = down_reasons(host, self.hosts, now, self.misses,
+                               down=set(self.active) - {host})
         if reasons and host not in self.active:
             source = next(s for s in SOURCES_IN_ORDER if s in reasons)
             self._raise(host, source, min(reasons.values()), now)
