@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shlex
@@ -41,6 +42,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -581,13 +584,27 @@ class Demo:
         def command(line: str) -> None:
             console.print(f"$ {line}", style="dim", markup=False)
 
-        try:
-            result = measure_failover(self.state_dir, client.name, ACTIVE_GATEWAY, "vswitchd",
-                                      router_id=self.router_id, target=external.address,
-                                      log=command, on_failover=moved)
-        except LabError as error:
-            console.print(f"  [bold red]✗ the failover did not complete:[/] {error}")
-            return False
+        with VnfManager() as manager:
+            with api_client(self.state_dir) as api:
+                subscribed = api.post("/v2.0/fault-subscriptions", json={"subscription": {
+                    "url": manager.url, "event_types": ["host.down"],
+                    "description": "a VNF manager"}})
+            console.print(f"$ neutrino faults subscribe --url {manager.url} --type host.down   "
+                          "(a tiny VNF manager: a webhook receiver on 127.0.0.1)",
+                          style="dim", markup=False)
+            try:
+                result = measure_failover(self.state_dir, client.name, ACTIVE_GATEWAY, "vswitchd",
+                                          router_id=self.router_id, target=external.address,
+                                          log=command, on_failover=moved)
+            except LabError as error:
+                console.print(f"  [bold red]✗ the failover did not complete:[/] {error}")
+                return False
+            finally:
+                with api_client(self.state_dir) as api:
+                    if subscribed.status_code == 201:
+                        api.delete("/v2.0/fault-subscriptions/"
+                                   + subscribed.json()["subscription"]["id"])
+            notified = manager.report(ACTIVE_GATEWAY)
         back = result.back
         returned = back.roles == steady
         console.print(
@@ -597,7 +614,8 @@ class Demo:
                f"[bold yellow]{back.lost}[/] of {back.transmitted} requests lost (0 expected)")
             + f" on the return, longest gap {back.gap_ms:.0f} ms\n"
             f"    the API {back.seconds:.1f} s after the heal: {roles_text(back.roles)}")
-        return ok and snat_ok and returned and result.failover.roles.get(STANDBY_GATEWAY) == "active"
+        return (ok and snat_ok and returned and notified
+                and result.failover.roles.get(STANDBY_GATEWAY) == "active")
 
     def roles(self, api: httpx.Client) -> dict[str, str]:
         """host -> ha_state of red-router's gateway agents, as the API reports them."""
@@ -656,6 +674,67 @@ class Demo:
                 result_text(outcome.reached) + ("" if outcome.matched else " [bold red]✗[/]"),
                 probe.reason)
         return table
+
+
+class VnfManager:
+    """A tiny VNF manager: a webhook receiver on 127.0.0.1 that keeps every fault event it gets
+    (CloudEvents, neutrino.faults.events) with the time it arrived, and prints them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        got = self.events
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the http.server API
+                length = int(self.headers.get("Content-Length", "0"))
+                got.append((time.time(), json.loads(self.rfile.read(length))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/vnfm"
+
+    def __enter__(self) -> VnfManager:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def report(self, host: str) -> bool:
+        """Print what it got about `host`; whether it got the fault and its clearing."""
+        kinds = set()
+        for arrived, event in self.events:
+            data = event.get("data", {})
+            if event.get("subject") != host:
+                continue
+            kinds.add(data.get("state"))
+            detected = _epoch(data.get("detected_at"))
+            cleared = _epoch(data.get("cleared_at"))
+            since = cleared if data.get("state") == "cleared" and cleared else detected
+            latency = f"{(arrived - since) * 1000:.0f} ms after the inspector decided" \
+                if since else "?"
+            affected = data.get("affected", {})
+            console.print(
+                f"  {mark(True)} the VNF manager got [bold]{event.get('type')}[/] for {host} "
+                f"({data.get('source')}), {latency}: {len(affected.get('ports', []))} port(s), "
+                f"instances {', '.join(affected.get('instances', [])) or 'none'}, gateway role of "
+                f"{len(affected.get('routers', []))} router(s)")
+        ok = {"active", "cleared"} <= kinds
+        if not ok:
+            console.print(f"  [bold red]✗ the VNF manager did not get {host}'s fault and its "
+                          "clearing[/]")
+        return ok
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def concurrently(work: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:

@@ -42,6 +42,9 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> N
         assert "red-router's gateway address" in output
         assert "the API now shows host2 active" in output
         assert "requests lost on the return" in output
+        # ... and the host failure reached a VNF manager's webhook, raised and cleared
+        assert "the VNF manager got org.neutrino.fault.host.down for host1" in output
+        assert "the VNF manager got org.neutrino.fault.host.down.cleared for host1" in output
         assert "The gateway failover did not go as expected." not in output
         assert "$ neutrino lab down" in output
         assert not state_dir.exists()
