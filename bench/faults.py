@@ -482,7 +482,8 @@ def check_strays(receiver: Receiver, start: int, world: World, window: str,
         data = event["data"]
         detected = epoch(data["detected_at"])
         since = "".join(
-            f", {(detected - moment) * 1000:+.0f} ms after host1's {what}"
+            f", {abs(detected - moment) * 1000:.0f} ms {'after' if detected >= moment else 'before'}"
+            f" host1's last {what}"
             for what, moment in (("injection", world.last_failed), ("heal", world.last_healed))
             if moment)
         report.stray_events.append(
