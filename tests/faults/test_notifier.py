@@ -24,13 +24,14 @@ from neutrino.db.schema import fault_deliveries, fault_subscriptions
 from neutrino.faults.events import EVENT_PREFIX, rfc3339
 from neutrino.faults.notifier import (
     ALL_PROJECTS,
+    BACKOFF,
+    BACKOFF_CAP,
     CLOUDEVENTS_JSON,
     ListenerOverflow,
     Notifier,
-    backoff_delay,
     event_epoch,
 )
-from neutrino.timeutil import now_iso
+from neutrino.timeutil import backoff_delay, now_iso
 from support.api_app import as_project
 
 RED, BLUE = "red-project", "blue-project"
@@ -39,9 +40,9 @@ RED, BLUE = "red-project", "blue-project"
 # --- pure helpers ----------------------------------------------------------------------------------
 
 def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
-    assert [backoff_delay(n) for n in (1, 2, 3, 4)] == [0.2, 0.4, 0.8, 1.6]
-    assert backoff_delay(8) == 25.6
-    assert backoff_delay(9) == backoff_delay(1000) == 30.0
+    assert [backoff_delay(n, BACKOFF, BACKOFF_CAP) for n in (1, 2, 3, 4)] == [0.2, 0.4, 0.8, 1.6]
+    assert backoff_delay(8, BACKOFF, BACKOFF_CAP) == 25.6
+    assert backoff_delay(9, BACKOFF, BACKOFF_CAP) == backoff_delay(1000, BACKOFF, BACKOFF_CAP) == 30.0
     assert backoff_delay(3, base=1.0, cap=3.0) == 3.0
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -36,7 +37,7 @@ from neutrino.agent.flows import OPENFLOW_VERSION, FlowDelta, FlowTable, Ofctl
 from neutrino.agent.neighbours import NeighbourResolver, Wanted
 from neutrino.agent.ovsdb import HostOvsdb, TunnelSpec
 from neutrino.agent.ra import RaResponder, RouterAdvert, advert_for
-from neutrino.credentials import password_auth
+from neutrino.agent.server_auth import AdminTokenAuth
 from neutrino.pipeline.render import ChassisRenderer, probe_mac
 from neutrino.policy.model import (
     Document,
@@ -47,6 +48,7 @@ from neutrino.policy.model import (
     load_document,
     parse_key,
 )
+from neutrino.timeutil import backoff_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +59,8 @@ SWITCH_RETRY = 0.1  # seconds between attempts to reach a switch that is down
 SAFETY_TICK = 30.0  # seconds between reconciles when nothing wakes the agent
 DEBOUNCE = 0.001  # seconds to wait after a wake-up for more changes (changes that arrive
 # during a reconcile are batched into the next one anyway)
+RETRY_BASE = 0.2  # seconds before the first retry of the server (registration, policy stream)
+RETRY_CAP = 3.0  # ...doubling up to this
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
 
 
@@ -72,7 +76,7 @@ class AgentConfig:
     gateway_priority: int = 0
     availability_zone: str = "nova"
     heartbeat_interval: float = 1.0
-    token: str | None = None  # X-Auth-Token (admin); None for a noauth server
+    password: str | None = None  # of user admin, for tokens (neutrino.agent.server_auth); None: noauth
     ofctl_env: dict[str, str] = field(default_factory=dict)
     native_dhcp: bool = True  # answer DHCPv4 on this chassis (neutrino.agent.dhcp_responder)
     bfd_interval: int = BFD_INTERVAL  # ms between BFD packets on every tunnel (0 = no BFD)
@@ -90,8 +94,8 @@ class Agent:
         self.reported: dict[str, str] = {}  # port id -> status last reported
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        headers = {"X-Auth-Token": config.token} if config.token else {}
-        self.http = server_client(config.server, headers)
+        self.http = server_client(
+            config.server, AdminTokenAuth(config.password) if config.password else None)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
         self.renderer = ChassisRenderer()  # the flows of the policy, updated unit by unit
         self.ovsdb: HostOvsdb | None = None
@@ -112,6 +116,7 @@ class Agent:
         # switch change, so the inspector hears of a failure in milliseconds, not seconds
         self._beat_now = asyncio.Event()
         self._bfd_sent: dict[str, str] | None = None
+        self._streamed = False  # the current policy stream delivered something
         self._switch_state = "up"
         # maintenance (an admin's request, seen in the heartbeat's answer): every tunnel stays
         # drained, and once the peers had time to notice, the agent reports itself drained
@@ -210,23 +215,30 @@ class Agent:
                                "bridge_mappings": self.config.bridge_mappings,
                                "datapath_type": "netdev", "integration_bridge": "br-int"},
         }}
+        attempts = 0
         while True:
             try:
                 response = await self.http.post("/v2.0/neutrino/chassis", json=body)
                 response.raise_for_status()
                 return
             except httpx.HTTPError as exc:
+                attempts += 1
                 log.warning("registering chassis %s failed (%s); retrying", self.config.host, exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(retry_delay(attempts))
 
     # --- the policy stream ----------------------------------------------------------------------
     async def _stream_forever(self) -> None:
+        """Follow the policy stream; when it breaks, resume after a jittered backoff (a server
+        restart must not see every agent of the cloud come back in the same millisecond)."""
+        attempts = 0
         while True:
+            self._streamed = False
             try:
                 await self._stream_once()
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("policy stream interrupted (%s); resuming from %d", exc, self.revision)
-            await asyncio.sleep(0.2)
+            attempts = 1 if self._streamed else attempts + 1  # a stream that worked: start over
+            await asyncio.sleep(retry_delay(attempts))
 
     async def _stream_once(self) -> None:
         params = {"since": str(self.revision)} if self.revision else {}
@@ -236,6 +248,7 @@ class Agent:
             async for line in response.aiter_lines():
                 if line.strip():
                     self.apply_message(orjson.loads(line))
+                    self._streamed = True
 
     def apply_message(self, message: Mapping[str, Any]) -> None:
         """Take one stream message into `desired`. Never raises on bad input (the stream would
@@ -679,19 +692,17 @@ def parse_bridge_mappings(text: str | list[str]) -> dict[str, str]:
     return out
 
 
-def server_client(server: str, headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next attempt to reach the server after `attempts` failed ones:
+    RETRY_BASE doubling up to RETRY_CAP, each a random 50-100 % of it, so that agents that
+    lost the server together do not all come back at the same instant."""
+    return backoff_delay(attempts, RETRY_BASE, RETRY_CAP) * random.uniform(0.5, 1.0)
+
+
+def server_client(server: str, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
     """An HTTP client for `http://host:port` or `unix:/path/to/server.sock`."""
     if server.startswith("unix:"):
         transport = httpx.AsyncHTTPTransport(uds=server[5:])
-        return httpx.AsyncClient(transport=transport, base_url="http://neutrino",
-                                 headers=dict(headers or {}), timeout=10.0)
-    return httpx.AsyncClient(base_url=server, headers=dict(headers or {}), timeout=10.0)
-
-
-async def fetch_token(server: str, password: str, user: str = "admin",
-                      project: str = "admin") -> str:
-    """An admin token from the server's Keystone subset (password method)."""
-    async with server_client(server) as client:
-        response = await client.post("/v3/auth/tokens", json=password_auth(password, user, project))
-        response.raise_for_status()
-        return response.headers["X-Subject-Token"]
+        return httpx.AsyncClient(transport=transport, base_url="http://neutrino", auth=auth,
+                                 timeout=10.0)
+    return httpx.AsyncClient(base_url=server, auth=auth, timeout=10.0)

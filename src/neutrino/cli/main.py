@@ -135,7 +135,7 @@ def agent(
     """Run the per-host agent: render this chassis's policy into br-int flows."""
     import asyncio
 
-    from neutrino.agent.service import Agent, AgentConfig, fetch_token, parse_bridge_mappings
+    from neutrino.agent.service import Agent, AgentConfig, parse_bridge_mappings
 
     logging.basicConfig(level=log_level.upper(),
                         format=f"%(asctime)s {host} %(levelname)s %(name)s: %(message)s")
@@ -146,12 +146,11 @@ def agent(
         admin_password = admin_password_file.read_text().strip()
 
     async def main() -> None:
-        token = await fetch_token(server, admin_password) if admin_password else None
         config = AgentConfig(
             host=host, server=server, ovsdb=ovsdb, ofctl_target=target, tunnel_ip=tunnel_ip,
             bridge_mappings=parse_bridge_mappings(bridge_mappings), is_gateway=gateway,
             gateway_priority=gateway_priority, availability_zone=availability_zone,
-            heartbeat_interval=heartbeat_interval, token=token, native_dhcp=native_dhcp,
+            heartbeat_interval=heartbeat_interval, password=admin_password, native_dhcp=native_dhcp,
             bfd_interval=bfd_interval,
         )
         await Agent(config).run()

@@ -60,6 +60,7 @@ from neutrino.config import Settings
 from neutrino.db.engine import Database
 from neutrino.db.schema import fault_deliveries, fault_subscriptions
 from neutrino.faults.events import SOURCE, FaultEvent
+from neutrino.timeutil import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,6 @@ LEASE_MARGIN = 5.0  # a claimed row is retried this long after the POST's timeou
 CONCURRENCY = 64  # POSTs in flight at most
 LIVE_QUEUE = 1000  # events a live listener may fall behind before it is ended
 PURGE_INTERVAL = 60.0  # seconds between purges of old delivered rows
-
-
-def backoff_delay(attempts: int, base: float = BACKOFF, cap: float = BACKOFF_CAP) -> float:
-    """Seconds to wait after the `attempts`-th failed attempt (1 -> base, 2 -> 2*base, ...)."""
-    return float(min(cap, base * 2 ** max(0, min(attempts - 1, 32))))
 
 
 def event_epoch(envelope: dict[str, Any]) -> float | None:
