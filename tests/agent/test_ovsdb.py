@@ -55,7 +55,8 @@ def test_a_vif_plugged_os_vif_style_is_seen_with_its_ofport(
                show=lambda: (client.vifs(), [i.name for i in client._bridge_interfaces()]))
     vif = client.vifs()["11111111-2222-3333-4444-555555555555"]
     assert vif.mac == "fa:16:3e:00:00:0a"
-    assert changed.is_set()
+    # the IDL updates its rows before it calls back (from its own thread)
+    assert changed.wait(timeout=5), "no change callback"
     lab.unplug("vm-a")
     wait_until(lambda: "11111111-2222-3333-4444-555555555555" not in client.vifs(),
                show=client.vifs)

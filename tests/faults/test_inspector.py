@@ -5,6 +5,7 @@ roles move, and all of it comes back when the evidence clears."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,13 @@ from api.routing import external_network, router
 from neutrino.db.engine import Database
 from neutrino.db.schema import chassis as chassis_table
 from neutrino.db.schema import faults as faults_table
-from neutrino.faults.inspector import HostEvidence, Inspector, down_reasons
+from neutrino.faults.inspector import (
+    BFD_CONFIRM,
+    HostEvidence,
+    Inspector,
+    down_reasons,
+    next_confirmation,
+)
 
 # --- the rules ----------------------------------------------------------------------------------
 
@@ -28,27 +35,42 @@ def evidence(**hosts: dict[str, Any]) -> dict[str, HostEvidence]:
 
 def test_one_peer_losing_bfd_is_not_enough_two_are() -> None:
     one = evidence(h1={}, h2={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.0}}, h3={})
-    assert down_reasons("h1", one, now=100.1) == {}
+    assert down_reasons("h1", one, now=100.5) == {}
     two = evidence(h1={}, h2={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.0}},
                    h3={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.05}})
-    reasons = down_reasons("h1", two, now=100.1)
+    reasons = down_reasons("h1", two, now=100.5)
     assert list(reasons) == ["bfd"]
     assert reasons["bfd"] == pytest.approx(100.0 - 3 * 0.03)  # the first report - detection time
+
+
+def test_a_bfd_session_counts_once_it_stayed_down_for_the_confirmation_time() -> None:
+    """A vswitchd starved of CPU for a few BFD intervals drops its sessions for a moment: that
+    blip is no host fault; the inspector looks again exactly when the evidence would count."""
+    hosts = evidence(h1={}, h2={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.0}},
+                     h3={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.05}})
+    assert hosts["h2"].bfd_confirm == BFD_CONFIRM == 0.15  # 5 x 30 ms is less
+    assert down_reasons("h1", hosts, now=100.19) == {}  # h3's report is 140 ms old
+    assert next_confirmation(hosts, now=100.19) == pytest.approx(100.2)
+    assert "bfd" in down_reasons("h1", hosts, now=100.2)
+    assert next_confirmation(hosts, now=100.2) is None
+    slow = evidence(h1={}, h2={"bfd_interval": 0.1, "bfd": {"h1": "down"},
+                               "bfd_down_since": {"h1": 100.0}})
+    assert slow["h2"].bfd_confirm == pytest.approx(0.5)  # 5 intervals of a slower BFD
 
 
 def test_observers_that_are_down_themselves_do_not_count() -> None:
     hosts = evidence(h1={}, h2={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.0}},
                      h3={"bfd": {"h1": "down"}, "bfd_down_since": {"h1": 100.0},
                          "switch_down_since": 99.0})
-    assert down_reasons("h1", hosts, now=100.1) == {}
+    assert down_reasons("h1", hosts, now=100.5) == {}
 
 
 def test_a_host_already_down_is_no_observer() -> None:
     """An isolated host sees every peer down: it accuses nobody."""
     hosts = evidence(h1={"bfd": {"h3": "down"}, "bfd_down_since": {"h3": 100.0}},
                      h2={"bfd": {"h3": "down"}, "bfd_down_since": {"h3": 100.0}}, h3={})
-    assert "bfd" in down_reasons("h3", hosts, now=100.1)
-    assert down_reasons("h3", hosts, now=100.1, down={"h1"}) == {}
+    assert "bfd" in down_reasons("h3", hosts, now=100.5)
+    assert down_reasons("h3", hosts, now=100.5, down={"h1"}) == {}
 
 
 def test_missed_heartbeats_only_for_agents_that_announce_their_interval() -> None:
@@ -142,6 +164,10 @@ def test_two_peers_losing_bfd_take_a_host_down_and_back(
     beat(client, "host2", bfd={"host1": "down", "host3": "up"})
     assert faults(db) == [] and status(client, world["on1"]["id"]) == "ACTIVE"  # one observer
     beat(client, "host3", bfd={"host1": "down", "host2": "up"})
+    assert faults(db) == []  # not before the sessions stayed down for the confirmation time
+    deadline = time.monotonic() + 5  # the app's inspector looks again once they have
+    while not faults(db) and time.monotonic() < deadline:
+        time.sleep(0.01)
     (fault,) = faults(db)
     assert (fault.type, fault.state, fault.resource_id, fault.source) == (
         "host.down", "active", "host1", "bfd")

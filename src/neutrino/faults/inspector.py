@@ -14,9 +14,13 @@ A host is **down** while any of these holds (the first one found is the fault's 
 * `vswitchd`: its own agent reports its ovs-vswitchd gone, the OpenFlow connection dropped
   (when the agent noticed);
 * `bfd`: at least 2 peers that are themselves up saw their BFD session to it go from up to
-  down, no single observer decides (the first such report minus the BFD detection time,
-  3 x interval); a session that never came up, or a peer draining on purpose (`drained`,
-  bfd:cpath_down), is no evidence;
+  down, and it has stayed down for `bfd_confirm` (max(150 ms, 5 x the observer's BFD
+  interval)): no single observer decides, and no blip does (a vswitchd starved of CPU for a
+  few BFD intervals drops its sessions, which come back as soon as it runs again; a dead or
+  cut-off host's never do). The fault time is the first such report minus the BFD detection
+  time, 3 x interval. A session that never came up, or a peer draining on purpose
+  (`drained`, bfd:cpath_down), is no evidence. The data path does not wait for any of this:
+  OVS moves gateway traffic on the BFD state by itself;
 * `report`: an external monitor reported it down and not up since (the report's time);
 * `heartbeat`: no heartbeat for `misses` x the interval its agent announces, default 3 (one
   interval after the last heartbeat).
@@ -57,6 +61,8 @@ HEARTBEAT_MISSES = 3  # heartbeats missed before a host is declared down
 BFD_OBSERVERS = 2  # peers that must lose BFD to a host before it is declared down
 DEFAULT_BFD_INTERVAL = 0.03  # seconds, when an agent does not say
 TICK = 0.1  # seconds between checks for missed heartbeats
+BFD_CONFIRM = 0.15  # seconds a BFD session must stay down to count (at least)...
+BFD_CONFIRM_INTERVALS = 5  # ...and at least this many of the observer's BFD intervals
 
 
 class Publisher(Protocol):
@@ -85,6 +91,11 @@ class HostEvidence:
     realised_revision: int = 0
     gateways: frozenset[str] = frozenset()  # routers it reports ready to serve as a gateway
 
+    @property
+    def bfd_confirm(self) -> float:
+        """How long a session this host sees down must stay down to count as evidence."""
+        return max(BFD_CONFIRM, BFD_CONFIRM_INTERVALS * self.bfd_interval)
+
 
 def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
                  misses: int = HEARTBEAT_MISSES,
@@ -100,6 +111,7 @@ def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
     observers = [e.bfd_down_since[host] - 3 * e.bfd_interval
                  for name, e in hosts.items()
                  if name != host and e.bfd.get(host) == "down" and host in e.bfd_down_since
+                 and now - e.bfd_down_since[host] >= e.bfd_confirm
                  and name not in down and _alive(name, hosts, now, misses)]
     if len(observers) >= BFD_OBSERVERS:
         reasons["bfd"] = min(observers)
@@ -108,6 +120,14 @@ def down_reasons(host: str, hosts: Mapping[str, HostEvidence], now: float,
     if me.heartbeat_interval is not None and now - me.last_heartbeat > misses * me.heartbeat_interval:
         reasons["heartbeat"] = me.last_heartbeat + me.heartbeat_interval
     return reasons
+
+
+def next_confirmation(hosts: Mapping[str, HostEvidence], now: float) -> float | None:
+    """When the earliest BFD evidence still waiting out its confirmation counts (None if
+    none waits): the inspector looks again then, not at its next tick. PURE."""
+    pending = [since + e.bfd_confirm for e in hosts.values() for since in e.bfd_down_since.values()
+               if since + e.bfd_confirm > now]
+    return min(pending, default=None)
 
 
 def _alive(name: str, hosts: Mapping[str, HostEvidence], now: float, misses: int) -> bool:
@@ -288,7 +308,9 @@ class Inspector:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(TICK)
+            now = time.time()
+            due = next_confirmation(self.hosts, now)
+            await asyncio.sleep(TICK if due is None else min(TICK, due - now + 0.001))
             try:
                 self.tick()
             except Exception:
