@@ -60,7 +60,7 @@ SAFETY_TICK = 30.0  # seconds between reconciles when nothing wakes the agent
 DEBOUNCE = 0.001  # seconds to wait after a wake-up for more changes (changes that arrive
 # during a reconcile are batched into the next one anyway)
 RETRY_BASE = 0.2  # seconds before the first retry of the server (registration, policy stream)
-RETRY_CAP = 3.0  # ...doubling up to this
+RETRY_CAP = 1.0  # ...doubling up to this
 DHCP_PORT_NAME = "nt-dhcp"  # the internal port of br-int where the DHCP responder listens
 
 

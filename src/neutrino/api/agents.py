@@ -72,7 +72,13 @@ from starlette.responses import Response, StreamingResponse
 from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound
-from neutrino.api.routes import json_response, read_json, run_with_lifespan
+from neutrino.api.routes import (
+    json_response,
+    read_json,
+    run_with_lifespan,
+    stopping_event,
+    until_stopping,
+)
 from neutrino.compiler.scheduling import schedule_from_rows
 from neutrino.config import Settings
 from neutrino.context import RequestContext
@@ -562,6 +568,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     """Add the agent-facing routes and run the compiler loop with the app's lifespan."""
     dist = Distribution(settings, api)
     app.state.distribution = dist
+    stopping = stopping_event(app)
 
     def admin(request: Request) -> None:
         _admin(authenticate(request))
@@ -604,8 +611,8 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     async def policy(request: Request, name: str, since: int = 0) -> Response:
         admin(request)
         dist.chassis(name)  # 404 for an unregistered chassis
-        return StreamingResponse(dist.policy_lines(name, since), media_type=NDJSON,
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(until_stopping(dist.policy_lines(name, since), stopping),
+                                 media_type=NDJSON, headers={"Cache-Control": "no-store"})
 
     @app.put("/v2.0/neutrino/ports/{port_id}/status", tags=["agents"], include_in_schema=False)
     async def port_status(request: Request, port_id: str) -> Response:

@@ -68,7 +68,13 @@ from starlette.responses import Response, StreamingResponse
 from neutrino.api.auth import Authenticator
 from neutrino.api.controller import NetworkingApi
 from neutrino.api.errors import BadRequest, Conflict, Forbidden, NotFound, resource_not_found
-from neutrino.api.routes import json_response, read_json, run_with_lifespan
+from neutrino.api.routes import (
+    json_response,
+    read_json,
+    run_with_lifespan,
+    stopping_event,
+    until_stopping,
+)
 from neutrino.config import Settings
 from neutrino.context import RequestContext
 from neutrino.db.schema import fault_subscriptions, faults
@@ -401,6 +407,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator, setti
     inspector (`app.state.distribution.inspector`, when agents.install made one)."""
     notifier = notifier if notifier is not None else Notifier(api.db, settings)
     app.state.notifier = notifier
+    stopping = stopping_event(app)
     # the inspector (neutrino.api.agents installs it first) publishes through the notifier
     inspector = getattr(getattr(app.state, "distribution", None), "inspector", None)
     if inspector is not None and getattr(inspector, "publisher", None) is None:
@@ -417,7 +424,8 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator, setti
         ctx = authenticate(request)
         project_id = scope(ctx)
         types = stream_types(list(request.query_params.multi_items()))
-        return StreamingResponse(sse_events(notifier, project_id, types), media_type=SSE,
+        return StreamingResponse(until_stopping(sse_events(notifier, project_id, types), stopping),
+                                 media_type=SSE,
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/v2.0/faults/{fault_id}", tags=["faults"], include_in_schema=False)

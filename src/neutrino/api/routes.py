@@ -7,6 +7,7 @@ JSON themselves so bad input is Neutron's 400, never FastAPI's 422.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -264,3 +265,42 @@ def run_with_lifespan(app: FastAPI,
             yield state
 
     app.router.lifespan_context = lifespan
+
+
+def stopping_event(app: FastAPI) -> asyncio.Event:
+    """Set when the server begins to stop (`neutrino server` sets it on SIGTERM/SIGINT, before
+    it waits for requests in flight): never-ending responses end at once (`until_stopping`)
+    instead of holding the shutdown up."""
+    event: asyncio.Event | None = getattr(app.state, "stopping", None)
+    if event is None:
+        event = app.state.stopping = asyncio.Event()
+    return event
+
+
+async def until_stopping(stream: AsyncIterator[bytes],
+                         stopping: asyncio.Event) -> AsyncIterator[bytes]:
+    """`stream`'s chunks until it ends or `stopping` is set (the response then ends cleanly:
+    its client sees the end of the body and reconnects, to this server or another)."""
+    stop = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(stream))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                return
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            step = None
+            yield chunk
+    finally:  # stopping, or the client went away (this generator is cancelled or closed)
+        stop.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(lab_app, name="lab")
 console = Console(stderr=True)
 
+GRACEFUL_SHUTDOWN = 1  # seconds requests in flight get after SIGTERM (streams are then cut)
 STATE_DIR = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Directory for the SQLite "
                          "database, the generated admin password and run files.")
 DATABASE = typer.Option(None, "--database", help="SQLAlchemy URL (default: SQLite under the "
@@ -61,6 +63,7 @@ def server(
     """Run the API server (Neutron v2.0 + Keystone v3 subset)."""
     import uvicorn
 
+    from neutrino.api.routes import stopping_event
     from neutrino.server import build_server
 
     if auth not in ("keystone", "noauth"):
@@ -76,8 +79,18 @@ def server(
                       f"password: [bold]{built.generated_password}[/]\n(saved in "
                       f"{settings.state_dir}/admin-password; `neutrino clouds` prints it)")
     console.print(f"Neutrino listening on http://{host}:{port} (database {_safe(settings)})")
-    config = uvicorn.Config(built.app, log_level=log_level, access_log=False)
-    uvicorn.Server(config).run(sockets=listening_sockets(host, port, unix_socket))
+    # on SIGTERM, requests in flight get GRACEFUL_SHUTDOWN seconds; the never-ending policy and
+    # fault streams are then cut (their clients resume elsewhere or when it is back)
+    config = uvicorn.Config(built.app, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
+    stopping = stopping_event(built.app)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping.set()  # the policy and fault streams end now, not at the timeout
+            super().handle_exit(sig, frame)
+
+    Server(config).run(sockets=listening_sockets(host, port, unix_socket))
 
 
 def listening_sockets(host: str, port: int, unix_socket: Path | None) -> list[socket.socket]:

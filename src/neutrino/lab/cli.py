@@ -118,6 +118,31 @@ def stop_lab_server(state_dir: Path) -> None:
         (state_dir / name).unlink(missing_ok=True)
 
 
+def restart_lab_server(state_dir: Path, down: float = 0.0) -> dict[str, Any]:
+    """Stop the lab's server (SIGTERM, by pid) and start it again on the same port, unix
+    socket, database and password after `down` seconds: what agents see of a server restart
+    (they all reconnect at once)."""
+    from neutrino.launcher import start_server
+
+    info = read_server(state_dir)
+    pid = info.get("pid")
+    if pid is None:
+        raise LabError("the lab uses a server it did not start (--server): restart that one "
+                       "yourself")
+    process.stop_pid(pid, process.cmdline_contains(str(state_dir / "server")))
+    time.sleep(down)
+    password = Path(info["password_file"]).read_text().strip()
+    port = int(info["url"].rsplit(":", 1)[1])
+    try:
+        server = start_server(state_dir / "server", port=port, admin_password=password,
+                              unix_socket=state_dir / "server.sock")
+    except RuntimeError as error:
+        raise LabError(f"the server did not start again: {error}") from None
+    info["pid"] = server.pid
+    (state_dir / SERVER_FILE).write_text(json.dumps(info, indent=2))
+    return info
+
+
 @contextmanager
 def api_client(state_dir: Path) -> Iterator[httpx.Client]:
     """An admin HTTP client of the lab's server (token from the Keystone subset)."""
@@ -255,6 +280,24 @@ def down(state_dir: Path | None = STATE_DIR) -> None:
         report = Lab.down(directory)
         stop_lab_server(directory)
         console.print(f"lab down: {report}")
+
+    fail_cleanly(work)
+
+
+@lab_app.command("restart-server")
+def restart_server(
+    state_dir: Path | None = STATE_DIR,
+    down: float = typer.Option(0.0, "--down", help="Seconds the server stays stopped."),
+) -> None:
+    """Stop the lab's server and start it again (same port, socket and database): every agent
+    reconnects at once."""
+    directory = _state_dir(state_dir)
+
+    def work() -> None:
+        started = time.monotonic()
+        info = restart_lab_server(directory, down)
+        console.print(f"server {info['url']} restarted (pid {info['pid']}) in "
+                      f"{time.monotonic() - started:.1f} s")
 
     fail_cleanly(work)
 
