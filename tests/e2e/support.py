@@ -91,14 +91,14 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, interval:
 
 @contextlib.contextmanager
 def lab_up(tmp_path_factory: pytest.TempPathFactory, *, hosts: int = 2,
-           gateways: int = 0) -> Iterator[E2ELab]:
-    """`neutrino lab up --hosts N [--gateways K]` for the block; `neutrino lab down`
-    afterwards, whatever happened, and no namespace of the lab may be left."""
+           gateways: int = 0, extra: tuple[str, ...] = ()) -> Iterator[E2ELab]:
+    """`neutrino lab up --hosts N [--gateways K] [extra...]` for the block; `neutrino lab
+    down` afterwards, whatever happened, and no namespace of the lab may be left."""
     if LAB_UNAVAILABLE is not None:
         pytest.skip(f"lab unavailable: {LAB_UNAVAILABLE}")
     state_dir = tmp_path_factory.mktemp("lab")
     up = neutrino(state_dir, "lab", "up", "--hosts", str(hosts), "--gateways", str(gateways),
-                  check=False)
+                  *extra, check=False, timeout=max(120.0, hosts * 6.0))
     try:
         assert up.returncode == 0, up.stderr
         yield E2ELab(state_dir)

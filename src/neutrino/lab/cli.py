@@ -187,6 +187,9 @@ def up(
         "physnet1", "--external-physnet",
         help="The physical network of the `external` namespace and of the external network "
              "`public` (router:external, flat); '' for neither."),
+    bfd_interval: int | None = typer.Option(
+        None, "--bfd-interval", help="Milliseconds between BFD packets on the agents' tunnels "
+        "(default: the agent's own, 30); 0 turns BFD off (e.g. for many hosts on few cores)."),
     external_cidr: str = typer.Option(EXTERNAL_CIDR, "--external-cidr",
                                       help="The subnet of `public`; the external namespace "
                                            "holds its first address (the subnet's gateway)."),
@@ -217,6 +220,8 @@ def up(
         agent = [sys.executable, "-m", "neutrino.cli.main", "agent", "--host", "{host}",
                  "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/db.sock",
                  "--admin-password-file", info["password_file"]]
+        if bfd_interval is not None:
+            agent += ["--bfd-interval", str(bfd_interval)]
         gateway_args = {f"host{i}": ["--gateway", "--gateway-priority", str(gateways - i + 1)]
                         for i in range(1, gateways + 1)}
         try:
