@@ -42,7 +42,8 @@ demo: deps
 
 ## bench: API benchmark, then the data-plane benchmark against OVN (root; installs ovn-central/ovn-host
 ## if missing; DATAPLANE_ARGS="--sizes 10x10" or "--quick" to shorten it), then the gateway failover
-## benchmark (root; 5 kills of each kind, then 600 s idle for the BFD flap count)
+## benchmark (root; 5 kills of each kind, then 600 s idle for the BFD flap count), the fault
+## notification benchmark and the attach-storm benchmark (50 hosts; server and agents restarted)
 bench: deps
 	rc=0; $(UV) run python bench/api.py || rc=$$?; \
 	$(UV) run python bench/dataplane.py --install-ovn \
@@ -52,6 +53,7 @@ bench: deps
 	$(UV) run python bench/failover.py --idle 600 \
 		--output "$${FAILOVER_JSON:-/tmp/neutrino-bench-failover.json}" || rc=$$?; \
 	$(UV) run python bench/faults.py --output "$${FAULTS_JSON:-/tmp/neutrino-bench-faults.json}" $${FAULTS_ARGS:-} || rc=$$?; \
+	$(UV) run python bench/storm.py --output "$${STORM_JSON:-/tmp/neutrino-bench-storm.json}" $${STORM_ARGS:-} || rc=$$?; \
 	exit $$rc
 
 ## clean: caches and build artefacts (keeps .venv)

@@ -74,3 +74,23 @@ def test_a_server_down_at_the_first_request_is_a_connection_error(tmp_path: Path
     with pytest.raises(httpx.TransportError):
         asyncio.run(get())
     assert auth.token is None
+
+
+def test_a_token_file_carries_the_token_across_restarts(server: LiveServer, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    first = AdminTokenAuth(PASSWORD, token_file=path)
+    assert agents(server, first) == 200
+    assert path.read_text().strip() == first.token
+    assert path.stat().st_mode & 0o777 == 0o600
+    # a restarted agent starts with the kept token: no password check (here: a wrong password)
+    restarted = AdminTokenAuth("not the password", token_file=path)
+    assert agents(server, restarted) == 200
+    assert restarted.token == first.token
+
+
+def test_a_stale_token_file_is_replaced(server: LiveServer, tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("gAAAA-not-a-token\n")
+    auth = AdminTokenAuth(PASSWORD, token_file=path)
+    assert agents(server, auth) == 200
+    assert path.read_text().strip() == auth.token != "gAAAA-not-a-token"

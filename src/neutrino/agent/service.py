@@ -25,6 +25,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -77,6 +78,7 @@ class AgentConfig:
     availability_zone: str = "nova"
     heartbeat_interval: float = 1.0
     password: str | None = None  # of user admin, for tokens (neutrino.agent.server_auth); None: noauth
+    token_file: Path | None = None  # where the token is kept across restarts
     ofctl_env: dict[str, str] = field(default_factory=dict)
     native_dhcp: bool = True  # answer DHCPv4 on this chassis (neutrino.agent.dhcp_responder)
     bfd_interval: int = BFD_INTERVAL  # ms between BFD packets on every tunnel (0 = no BFD)
@@ -95,7 +97,9 @@ class Agent:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.http = server_client(
-            config.server, AdminTokenAuth(config.password) if config.password else None)
+            config.server,
+            AdminTokenAuth(config.password, token_file=config.token_file) if config.password
+            else None)
         self.flows = FlowTable(Ofctl(config.ofctl_target, config.ofctl_env))
         self.renderer = ChassisRenderer()  # the flows of the policy, updated unit by unit
         self.ovsdb: HostOvsdb | None = None

@@ -138,6 +138,9 @@ def agent(
                                      "failover takes about 3 intervals); 0 turns BFD off."),
     admin_password: str | None = typer.Option(None, envvar="NEUTRINO_ADMIN_PASSWORD",
                                               help="Password of user admin (omit for noauth)."),
+    token_file: Path | None = typer.Option(None, help="Keep the admin token in this file (0600) "
+                                           "and start with it: restarting agents then cost the "
+                                           "server no password checks."),
     admin_password_file: Path | None = typer.Option(None, help="Read the admin password from "
                                                     "this file."),
     native_dhcp: bool = typer.Option(True, "--native-dhcp/--no-native-dhcp",
@@ -163,8 +166,8 @@ def agent(
             host=host, server=server, ovsdb=ovsdb, ofctl_target=target, tunnel_ip=tunnel_ip,
             bridge_mappings=parse_bridge_mappings(bridge_mappings), is_gateway=gateway,
             gateway_priority=gateway_priority, availability_zone=availability_zone,
-            heartbeat_interval=heartbeat_interval, password=admin_password, native_dhcp=native_dhcp,
-            bfd_interval=bfd_interval,
+            heartbeat_interval=heartbeat_interval, password=admin_password, token_file=token_file,
+            native_dhcp=native_dhcp, bfd_interval=bfd_interval,
         )
         await Agent(config).run()
 

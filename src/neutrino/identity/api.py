@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -157,6 +158,18 @@ def show_version_with_slash(request: Request, service: Service) -> Response:
 # ---------------------------------------------------------------- tokens
 
 
+
+PASSWORD_CHECKS = 1  # password checks (argon2id, CPU-heavy by design) running at once
+
+
+def _password_checks(request: Request) -> anyio.CapacityLimiter:
+    """The app's limiter of password checks: a login storm (every agent of a cloud restarting
+    at once) queues here instead of taking every core from the API's other requests."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "password_checks", None)
+    if limiter is None:
+        limiter = request.app.state.password_checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
+    return limiter
+
 @router.post(
     "/auth/tokens",
     status_code=201,
@@ -166,7 +179,8 @@ def show_version_with_slash(request: Request, service: Service) -> Response:
 )
 async def issue_token(request: Request, service: Service, nocatalog: OptionalQuery = None) -> Response:
     auth_request = parse_auth_request(await _body(request))
-    issued = await run_in_threadpool(service.issue_token, auth_request)
+    issued = await anyio.to_thread.run_sync(service.issue_token, auth_request,
+                                            limiter=_password_checks(request))
     body = render.token(_root(request, service), service.settings.region, issued.info, nocatalog is None)
     return _json(body, status_code=201, headers={"X-Subject-Token": issued.token})
 
@@ -481,7 +495,8 @@ def list_user_projects(request: Request, service: Service, caller: Caller, user_
 )
 async def change_password(request: Request, service: Service, user_id: str) -> Response:
     fields = read_fields(member(await _body(request), "user"), PASSWORD_CHANGE, "user")
-    await run_in_threadpool(service.change_password, user_id, fields["original_password"], fields["password"])
+    await anyio.to_thread.run_sync(service.change_password, user_id, fields["original_password"],
+                                   fields["password"], limiter=_password_checks(request))
     return Response(status_code=204)
 
 

@@ -190,6 +190,9 @@ def up(
     bfd_interval: int | None = typer.Option(
         None, "--bfd-interval", help="Milliseconds between BFD packets on the agents' tunnels "
         "(default: the agent's own, 30); 0 turns BFD off (e.g. for many hosts on few cores)."),
+    agent_nice: int = typer.Option(
+        0, "--agent-nice", help="Run the agents at this niceness (e.g. 10: many hosts on few "
+        "cores then behave more like hosts with CPUs of their own, the server first)."),
     external_cidr: str = typer.Option(EXTERNAL_CIDR, "--external-cidr",
                                       help="The subnet of `public`; the external namespace "
                                            "holds its first address (the subnet's gateway)."),
@@ -219,9 +222,11 @@ def up(
         info = start_lab_server(directory, server, admin_password)
         agent = [sys.executable, "-m", "neutrino.cli.main", "agent", "--host", "{host}",
                  "--server", info["agent_url"], "--ovsdb", "unix:{run_dir}/db.sock",
-                 "--admin-password-file", info["password_file"]]
+                 "--admin-password-file", info["password_file"], "--token-file", "{run_dir}/token"]
         if bfd_interval is not None:
             agent += ["--bfd-interval", str(bfd_interval)]
+        if agent_nice:
+            agent = ["nice", "-n", str(agent_nice), *agent]
         gateway_args = {f"host{i}": ["--gateway", "--gateway-priority", str(gateways - i + 1)]
                         for i in range(1, gateways + 1)}
         try:

@@ -1,5 +1,6 @@
 """An attach storm, measured on a running lab: the server restarts and every agent reconnects
-at once (registration, policy stream resume, heartbeats), while a client keeps using the API.
+at once (registration, policy stream resume, heartbeats), or every agent restarts at once (each
+needs a full snapshot), while a client keeps using the API.
 
     populate(state_dir, networks=5)       # a port bound to every host, hosts spread over networks
     result = measure_attach_storm(state_dir)
@@ -8,10 +9,11 @@ at once (registration, policy stream resume, heartbeats), while a client keeps u
 
 Steps: the API client runs for `idle` seconds against the settled lab (the idle latencies);
 the server is restarted (`restart_lab_server`: SIGTERM, `down` seconds stopped, started again
-on the same port, socket and database); as soon as it answers, one change that concerns every
-host is written (a rule added to the default security group of the ports' project: every
-chassis's port documents change), and the client runs again until every agent reports that
-revision realised (the storm latencies), for at least `min_storm` seconds.
+on the same port, socket and database), or every agent (`restart_agents`); as soon as that is
+done, one change that concerns every host is written (a rule added to the default security
+group of the ports' project: every chassis's port documents change), and the client runs again
+until every agent reports that revision realised (the storm latencies), for at least
+`min_storm` seconds.
 
 The client's requests, one at a time, in a fixed cycle: list networks, list ports, show a port,
 update that port's name (a write with its outbox row and a compile). Each latency is the whole
@@ -35,13 +37,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
+from neutrino.lab import process
 from neutrino.lab.cli import api_client, restart_lab_server
 from neutrino.lab.errors import LabError
+from neutrino.lab.lab import Lab
 from neutrino.lab.state import LabState
+
+StormKind = Literal["server", "agents"]
 
 IDLE = 5.0  # seconds of API latencies before the restart
 DOWN = 1.0  # seconds the server stays stopped
@@ -75,10 +81,11 @@ class Latencies:
 
 @dataclass(frozen=True)
 class StormResult:
+    how: str  # server | agents: what restarted
     agents: int
     revision: int  # the change every agent had to realise
-    restart_s: float  # SIGTERM -> the server answers again (includes `down`)
-    converged_s: float  # the server answers again -> every agent reports `revision` realised
+    restart_s: float  # SIGTERM -> the server answers again / every agent started (with `down`)
+    converged_s: float  # then -> every agent reports `revision` realised
     idle: Latencies
     storm: Latencies
 
@@ -96,9 +103,10 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def populate(state_dir: Path, networks: int = 5) -> list[str]:
-    """Networks storm-1..N with a subnet each and a port bound to every host of the lab (host i
-    on network i mod N); the ports' ids. Idempotent: an existing storm network is reused."""
+def populate(state_dir: Path, networks: int = 5, ports_per_host: int = 1) -> list[str]:
+    """Networks storm-1..N with a subnet each and `ports_per_host` ports bound to every host of
+    the lab (host i on network i mod N); the ids of each host's first port, in host order.
+    Idempotent: existing storm networks and ports are reused."""
     hosts = [record.name for record in
              sorted(LabState.load(state_dir).hosts.values(), key=lambda record: record.index)]
     ports = []
@@ -115,26 +123,30 @@ def populate(state_dir: Path, networks: int = 5) -> list[str]:
                     "network_id": existing[name], "ip_version": 4,
                     "cidr": f"10.{100 + number}.0.0/16", "name": name}}))
             ids.append(existing[name])
-        bound = {(p["binding:host_id"], p["network_id"]): p["id"] for p in
-                 _json(client.get("/v2.0/ports", params={"device_owner": "compute:nova"}))["ports"]}
+        bound: dict[tuple[str, str], list[str]] = {}
+        for made in _json(client.get("/v2.0/ports", params={"device_owner": "compute:nova"}))["ports"]:
+            bound.setdefault((made["binding:host_id"], made["network_id"]), []).append(made["id"])
         for index, host in enumerate(hosts):
             network_id = ids[index % networks]
-            port_id = bound.get((host, network_id))
-            if port_id is None:
-                port_id = _json(client.post("/v2.0/ports", json={"port": {
-                    "network_id": network_id, "name": f"{PREFIX}-{host}",
-                    "device_owner": "compute:nova", "device_id": f"{PREFIX}-vm-{host}",
-                    "binding:host_id": host}}))["port"]["id"]
-            ports.append(port_id)
+            have = bound.setdefault((host, network_id), [])
+            for number in range(len(have), ports_per_host):
+                have.append(_json(client.post("/v2.0/ports", json={"port": {
+                    "network_id": network_id, "name": f"{PREFIX}-{host}-{number}",
+                    "device_owner": "compute:nova", "device_id": f"{PREFIX}-vm-{host}-{number}",
+                    "binding:host_id": host}}))["port"]["id"])
+            ports.append(have[0])
     return ports
 
 
-def measure_attach_storm(state_dir: Path, *, idle: float = IDLE, down: float = DOWN,
-                         min_storm: float = MIN_STORM, timeout: float = TIMEOUT,
+def measure_attach_storm(state_dir: Path, *, how: StormKind = "server", idle: float = IDLE,
+                         down: float = DOWN, min_storm: float = MIN_STORM,
+                         timeout: float = TIMEOUT,
                          log: Callable[[str], None] | None = None) -> StormResult:
-    """Restart the lab's server under API load and measure (see the module doc). A StormError
-    if the lab's agents have not all realised the current revision before, or do not realise
-    the change after the restart within `timeout`."""
+    """Restart the lab's server (`how="server"`: every agent resumes its stream) or every
+    agent at once (`how="agents"`: every agent starts from a snapshot) under API load, and
+    measure (see the module doc). A StormError if the lab's agents have not all realised the
+    current revision before, or do not realise the change after the restart within
+    `timeout`."""
     say = log or (lambda _line: None)
     agents = sorted(LabState.load(state_dir).hosts)
     with api_client(state_dir) as client:
@@ -151,9 +163,13 @@ def measure_attach_storm(state_dir: Path, *, idle: float = IDLE, down: float = D
 
     say(f"API client for {idle:g} s (idle)")
     idle_latencies = _run_client(state_dir, port_id, lambda: False, idle)
-    say(f"neutrino lab restart-server --down {down:g}   # {len(agents)} agents reconnect")
     started = time.monotonic()
-    restart_lab_server(state_dir, down)
+    if how == "server":
+        say(f"neutrino lab restart-server --down {down:g}   # {len(agents)} agents reconnect")
+        restart_lab_server(state_dir, down)
+    else:
+        say(f"every agent stopped and started again ({len(agents)}): each needs a snapshot")
+        restart_agents(state_dir, down)
     back = time.monotonic()
     with api_client(state_dir) as client:
         rule = _json(client.post("/v2.0/security-group-rules", json={"security_group_rule": {
@@ -184,12 +200,26 @@ def measure_attach_storm(state_dir: Path, *, idle: float = IDLE, down: float = D
             raise StormError(f"agents still behind revision {revision} after {timeout:g} s: "
                              f"{_lagging(client, agents, revision)}")
         client.delete(f"/v2.0/security-group-rules/{rule['id']}")
-    result = StormResult(agents=len(agents), revision=revision, restart_s=back - started,
+    result = StormResult(how=how, agents=len(agents), revision=revision, restart_s=back - started,
                          converged_s=converged[0], idle=idle_latencies, storm=storm_latencies)
     say(f"every agent realised revision {revision} {result.converged_s:.1f} s after the "
         f"server answered again; API p99 {result.storm.p99_ms:.1f} ms (idle "
         f"{result.idle.p99_ms:.1f} ms, x{result.p99_ratio:.2f})")
     return result
+
+
+def restart_agents(state_dir: Path, down: float = 0.0) -> None:
+    """Stop every agent of the lab together (SIGTERM, by pid), wait `down` seconds, and start
+    them all again, one right after the other."""
+    with Lab.session(state_dir) as lab:
+        hosts = lab.hosts
+        pids = {pid for pid in (host.agent_pid() for host in hosts) if pid is not None}
+        process.stop_pids(sorted(pids), lambda pid: pid in pids)
+        for host in hosts:
+            host.record.agent_pid = None
+        time.sleep(down)
+        for host in hosts:
+            host.start_agent()
 
 
 # --- helpers ------------------------------------------------------------------------------------
