@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from output import emit, human, log
 
 from neutrino.agent import BFD_INTERVAL
 from neutrino.lab import netns
@@ -79,18 +80,6 @@ REFERENCES = (
 
 class BenchError(RuntimeError):
     pass
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(name: str, value: float, unit: str) -> None:
-    print(f"{name} {value:g} {unit}", flush=True)
-
-
-def human(line: str = "") -> None:
-    print(f"# {line}".rstrip(), flush=True)
 
 
 def load1() -> float:

@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from output import emit, human, log
 
 from neutrino.lab import netns
 from neutrino.lab.cli import api_client
@@ -111,18 +112,6 @@ HOW_DETECTED = {
 
 class BenchError(RuntimeError):
     pass
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(name: str, value: float, unit: str) -> None:
-    print(f"{name} {value:g} {unit}", flush=True)
-
-
-def human(line: str = "") -> None:
-    print(f"# {line}".rstrip(), flush=True)
 
 
 def load1() -> float:

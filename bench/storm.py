@@ -46,6 +46,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from output import emit, human, log
 
 from neutrino.lab.errors import LabError
 from neutrino.lab.storm import StormKind, StormResult, measure_attach_storm, populate
@@ -53,18 +54,6 @@ from neutrino.lab.storm import StormKind, StormResult, measure_attach_storm, pop
 NETWORKS = 5
 KINDS: tuple[StormKind, ...] = ("server", "agents")
 P99_TARGET = 2.0  # storm p99 / idle p99
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(name: str, value: float, unit: str) -> None:
-    print(f"{name} {value:g} {unit}", flush=True)
-
-
-def human(line: str = "") -> None:
-    print(f"# {line}".rstrip(), flush=True)
 
 
 def neutrino(state_dir: Path, *args: str, timeout: float = 600.0) -> None:
