@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import time
@@ -59,8 +60,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import anyio
 import httpx
 import orjson
 from fastapi import FastAPI
@@ -92,6 +94,7 @@ from neutrino.faults.inspector import Inspector
 from neutrino.timeutil import now_iso
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AGENT_TYPE = "Open vSwitch agent"
 AGENT_BINARY = "neutrino-agent"
@@ -102,6 +105,7 @@ HEARTBEAT_SLACK = 1.0
 # threads building the first answer of policy streams: resumes (cheap) and snapshots apart
 RESUME_WORKERS = 2
 SNAPSHOT_WORKERS = 2
+AGENT_WORKERS = 2  # threads for agents' registrations, heartbeats and status reports
 # attributes of a chassis the compiler uses: changing one recompiles the chassis
 COMPILED_FIELDS = ("tunnel_ip", "bridge_mappings", "is_gateway", "gateway_priority",
                    "availability_zone", "admin_state_up")
@@ -214,6 +218,7 @@ class Distribution:
             api.on_commit.append(self.loop.wake)
         self._tasks: set[asyncio.Task[None]] = set()
         self.inspector = Inspector(api)  # fault management: its publisher is set by the notifier
+        self._agent_work: anyio.CapacityLimiter | None = None
         self._resumes = ThreadPoolExecutor(max_workers=RESUME_WORKERS, thread_name_prefix="resume")
         self._snapshots = ThreadPoolExecutor(max_workers=SNAPSHOT_WORKERS,
                                              thread_name_prefix="snapshot")
@@ -222,6 +227,15 @@ class Distribution:
         self._nova_order: asyncio.Lock | None = None
 
     # --- chassis ------------------------------------------------------------------------------
+    async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Run an agent's request's database work in a worker thread, at most AGENT_WORKERS at
+        once: never on the event loop (it serves every other request and stream), and never
+        more of the API's worker threads than that however many agents report at once."""
+        if self._agent_work is None:
+            self._agent_work = anyio.CapacityLimiter(AGENT_WORKERS)
+        return await anyio.to_thread.run_sync(functools.partial(work, *args),
+                                              limiter=self._agent_work)
+
     def register(self, body: ChassisBody) -> tuple[dict[str, Any], bool]:
         now = now_iso()
         values = {
@@ -577,7 +591,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     async def register_chassis(request: Request) -> Response:
         admin(request)
         body = _parse(ChassisBody, await read_json(request), "chassis")
-        view, created = dist.register(body)
+        view, created = await dist.off_loop(dist.register, body)
         return json_response({"chassis": view}, 201 if created else 200)
 
     @app.get("/v2.0/neutrino/chassis/{name}", tags=["agents"], include_in_schema=False)
@@ -590,21 +604,21 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         admin(request)
         raw = await request.body()
         body = _parse(HeartbeatBody, await read_json(request) if raw.strip() else {}, "heartbeat")
-        return json_response({"chassis": dist.heartbeat(name, body)})
+        return json_response({"chassis": await dist.off_loop(dist.heartbeat, name, body)})
 
     @app.put("/v2.0/neutrino/chassis/{name}/state", tags=["agents"], include_in_schema=False)
     async def host_state(request: Request, name: str) -> Response:
         admin(request)
         body = _parse(HostStateBody, await read_json(request), "state")
-        return json_response({"chassis": dist.set_host_state(name, body)})
+        return json_response({"chassis": await dist.off_loop(dist.set_host_state, name, body)})
 
     @app.post("/v2.0/neutrino/fault-reports", tags=["agents"], include_in_schema=False,
               status_code=202)
     async def fault_report(request: Request) -> Response:
         admin(request)
         body = _parse(FaultReportBody, await read_json(request), "report")
-        dist.chassis(body.host)  # 404 for a host nobody knows
-        dist.inspector.report(body.host, body.state == "down", body.time)
+        await dist.off_loop(dist.chassis, body.host)  # 404 for a host nobody knows
+        await dist.off_loop(dist.inspector.report, body.host, body.state == "down", body.time)
         return json_response({"report": body.model_dump()}, 202)
 
     @app.get("/v2.0/neutrino/chassis/{name}/policy", tags=["agents"], include_in_schema=False)
@@ -618,10 +632,11 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     async def port_status(request: Request, port_id: str) -> Response:
         admin(request)
         body = _parse(PortStatusBody, await read_json(request))
-        port, changed = dist.set_port_status(port_id, body)
+        port, changed = await dist.off_loop(dist.set_port_status, port_id, body)
         if changed:
             dist.notify_compute(port)
-        dist.inspector.port_link(port, body.reason == "link_down" and body.status == "DOWN")
+        await dist.off_loop(dist.inspector.port_link, port,
+                            body.reason == "link_down" and body.status == "DOWN")
         return json_response({"port": port})
 
     @app.get("/v2.0/neutrino/revision", tags=["agents"], include_in_schema=False)
@@ -649,7 +664,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     @app.delete("/v2.0/agents/{agent_id}", tags=["agents"], include_in_schema=False, status_code=204)
     async def delete_agent(request: Request, agent_id: str) -> Response:
         admin(request)
-        dist.unregister(agent_id)
+        await dist.off_loop(dist.unregister, agent_id)
         return Response(status_code=204)
 
     @app.get("/v2.0/agents/{agent_id}/l3-routers", tags=["agents"], include_in_schema=False)

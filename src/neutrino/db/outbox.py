@@ -37,8 +37,11 @@ def record_changes(conn: Connection, changes: list[Change]) -> int:
     return int(revision) if revision is not None else current_revision(conn)
 
 
+_CURRENT_REVISION = select(func.coalesce(func.max(outbox.c.revision), 0))  # built once: hot
+
+
 def current_revision(conn: Connection) -> int:
-    return int(conn.execute(select(func.coalesce(func.max(outbox.c.revision), 0))).scalar_one())
+    return int(conn.execute(_CURRENT_REVISION).scalar_one())
 
 
 def changes_since(conn: Connection, revision: int, limit: int = 1000) -> list[tuple[int, list[Change]]]:

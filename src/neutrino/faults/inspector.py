@@ -37,11 +37,13 @@ still plugged, or when a monitor reports it; cleared when the link comes back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import select
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from neutrino.api.controller import NetworkingApi
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 HEARTBEAT_MISSES = 3  # heartbeats missed before a host is declared down
 BFD_OBSERVERS = 2  # peers that must lose BFD to a host before it is declared down
@@ -140,9 +143,21 @@ def _alive(name: str, hosts: Mapping[str, HostEvidence], now: float, misses: int
 SOURCES_IN_ORDER = ("admin", "vswitchd", "bfd", "report", "heartbeat")
 
 
+def _locked(method: Callable[..., R]) -> Callable[..., R]:
+    """One observation at a time: agents' requests arrive on worker threads, the clock's
+    checks on another."""
+    @functools.wraps(method)
+    def run(self: Inspector, *args: Any, **kwargs: Any) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class Inspector:
     """Correlates observations into host faults and runs their actions (see the module doc).
-    All methods run on the server's event loop thread; database work is synchronous and short."""
+    Thread-safe (one observation at a time); its database work is synchronous, so the server
+    calls it from worker threads, never on the event loop."""
 
     def __init__(self, api: NetworkingApi, publisher: Publisher | None = None,
                  misses: int = HEARTBEAT_MISSES) -> None:
@@ -154,8 +169,10 @@ class Inspector:
         self.recovering: dict[str, int] = {}  # host -> revision its agent must realise
         self.port_faults: dict[str, str] = {}  # port id -> id of its active port.down fault
         self._loaded = False
+        self._lock = threading.RLock()
 
     # --- observations ---------------------------------------------------------------------------
+    @_locked
     def heartbeat(self, host: str, body: Mapping[str, Any], now: float | None = None) -> None:
         """An agent's heartbeat (periodic, or at once on a BFD or switch change)."""
         now = time.time() if now is None else now
@@ -194,6 +211,7 @@ class Inspector:
                 self._assess(name, now)
         self._promote(host)
 
+    @_locked
     def report(self, host: str, down: bool, at: float | None = None,
                now: float | None = None) -> None:
         """An external monitor says the host is down (or up again)."""
@@ -203,6 +221,7 @@ class Inspector:
         evidence.reported_down_since = (at or now) if down else None
         self._assess(host, now)
 
+    @_locked
     def force(self, host: str, down: bool, now: float | None = None) -> None:
         """An admin forces the host down (or lifts it)."""
         now = time.time() if now is None else now
@@ -211,6 +230,7 @@ class Inspector:
         evidence.forced_down_since = now if down else None
         self._assess(host, now)
 
+    @_locked
     def maintenance(self, host: str, requested: bool, drained: bool) -> None:
         """Maintenance: once the admin asked for it and the host's agent reports its tunnels
         drained (its peers already send it nothing), it leaves every gateway schedule (state
@@ -234,6 +254,7 @@ class Inspector:
                     self.recovering[host] = actions.current_revision(conn)
                 self._promote(host)
 
+    @_locked
     def port_link(self, port: Mapping[str, Any], down: bool, now: float | None = None) -> None:
         """A port's VIF link, as its agent reports it: a `port.down` fault while it is down
         (plugged, admin up, link down), cleared when the port is ACTIVE again."""
@@ -289,6 +310,7 @@ class Inspector:
         if self.publisher is not None:
             self.publisher.wake()
 
+    @_locked
     def forget(self, host: str) -> None:
         """The host was unregistered: no evidence about it any more (its open fault, if any,
         stays as it is)."""
@@ -299,6 +321,7 @@ class Inspector:
             evidence.bfd.pop(host, None)
             evidence.bfd_down_since.pop(host, None)
 
+    @_locked
     def tick(self, now: float | None = None) -> None:
         """Check every host for missed heartbeats."""
         now = time.time() if now is None else now
@@ -309,10 +332,11 @@ class Inspector:
     async def run(self) -> None:
         while True:
             now = time.time()
-            due = next_confirmation(self.hosts, now)
+            with self._lock:
+                due = next_confirmation(self.hosts, now)
             await asyncio.sleep(TICK if due is None else min(TICK, due - now + 0.001))
             try:
-                self.tick()
+                await asyncio.to_thread(self.tick)
             except Exception:
                 log.exception("inspector tick failed")
 

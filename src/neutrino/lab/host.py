@@ -213,6 +213,11 @@ class LabHost:
     def start_agent(self) -> int:
         """Start `record.agent_command` inside the namespace (its own session, output to
         agent.log, OVS_RUNDIR etc. set) and remember its pid."""
+        return self.await_agent(self.spawn_agent())
+
+    def spawn_agent(self) -> subprocess.Popen[bytes]:
+        """Launch the agent without waiting for it (`await_agent` then): many hosts' agents
+        can start together."""
         command = self.record.agent_command
         if not command:
             raise LabError(f"{self.name} has no agent command")
@@ -220,12 +225,16 @@ class LabHost:
             raise LabError(f"the agent of {self.name} is already running")
         with open(self.agent_log, "ab") as log:
             try:
-                child = subprocess.Popen(
+                return subprocess.Popen(
                     netns.exec_argv(self.namespace, command), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True,
                     env={**os.environ, **self.ovs.env, "NEUTRINO_LAB_HOST": self.name})
             except OSError as error:
                 raise LabError(f"cannot start the agent of {self.name}: {error}") from None
+
+    def await_agent(self, child: subprocess.Popen[bytes]) -> int:
+        """Wait until the launched agent runs inside the namespace and remember its pid."""
+        command = self.record.agent_command or []
         # `ip netns exec` execs, so the child becomes the agent itself once it has entered the
         # namespace and exec'd; wait for that so that the pid is verifiably ours from now on
         deadline = time.monotonic() + AGENT_START_TIMEOUT

@@ -210,7 +210,7 @@ def measure_attach_storm(state_dir: Path, *, how: StormKind = "server", idle: fl
 
 def restart_agents(state_dir: Path, down: float = 0.0) -> None:
     """Stop every agent of the lab together (SIGTERM, by pid), wait `down` seconds, and start
-    them all again, one right after the other."""
+    them all again together (as hosts restarting their agents at the same time would)."""
     with Lab.session(state_dir) as lab:
         hosts = lab.hosts
         pids = {pid for pid in (host.agent_pid() for host in hosts) if pid is not None}
@@ -218,8 +218,9 @@ def restart_agents(state_dir: Path, down: float = 0.0) -> None:
         for host in hosts:
             host.record.agent_pid = None
         time.sleep(down)
-        for host in hosts:
-            host.start_agent()
+        launched = [(host, host.spawn_agent()) for host in hosts]
+        for host, child in launched:
+            host.await_agent(child)
 
 
 # --- helpers ------------------------------------------------------------------------------------
