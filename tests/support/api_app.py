@@ -73,6 +73,10 @@ class SharedPostgres:
             sql.SQL(", ").join(sql.Identifier(t) for t in tables))
 
     def empty(self) -> None:
+        # a session a test left open (its app's threads) would deadlock with TRUNCATE's locks
+        self.conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         self.conn.execute(self.truncate)
 
 

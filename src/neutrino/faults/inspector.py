@@ -346,8 +346,8 @@ class Inspector:
                     await loop.run_in_executor(clock, self.tick)
                 except Exception:
                     log.exception("inspector tick failed")
-        finally:
-            clock.shutdown(wait=False, cancel_futures=True)
+        finally:  # a tick under way finishes (milliseconds) before the app's database closes
+            clock.shutdown(wait=True, cancel_futures=True)
 
     # --- correlation ------------------------------------------------------------------------------
     def _evidence(self, host: str, now: float) -> HostEvidence:
