@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,6 +80,35 @@ def test_a_cut_link_stops_traffic_and_heal_restores_it(overlay: Overlay) -> None
     assert overlay.lab.heal("host1") == ["link"]
     assert overlay.host1.status().healthy
     wait_for_ping(overlay.vm1, "10.0.0.2")  # flows were untouched: no reinstall needed
+
+
+@needs_lab
+def test_bfd_sessions_show_a_session_reaching_its_full_rate(overlay: Overlay) -> None:
+    """What the fault bench waits for before cutting a link: BFD sessions up, and the peer
+    transmitting at the interval asked for (30 ms), not the 1 s of a session not yet up."""
+    pairs = ((overlay.host1, "tun-host2"), (overlay.host2, "tun-host1"))
+    assert all(host.bfd_sessions() == {} for host, _tunnel in pairs)
+    try:
+        for host, tunnel in pairs:
+            host.ovs.vsctl("set", "Interface", tunnel, "bfd:enable=true", "bfd:min_rx=30",
+                           "bfd:min_tx=30")
+
+        def full_rate() -> bool:
+            session = overlay.host1.bfd_sessions()["tun-host2"]
+            return (session["Local Session State"] == "up"
+                    and session["Remote Minimum TX Interval"] == "30ms")
+
+        deadline = time.monotonic() + 10
+        while not full_rate():
+            assert time.monotonic() < deadline, overlay.host1.bfd_sessions()
+            time.sleep(0.05)
+        session = overlay.host1.bfd_sessions()["tun-host2"]
+        assert session["Remote Session State"] == "up"
+        assert session["Local Minimum RX Interval"] == "30ms"
+    finally:
+        for host, tunnel in pairs:
+            host.ovs.vsctl("clear", "Interface", tunnel, "bfd")
+    assert overlay.host1.bfd_sessions() == {}
 
 
 @needs_lab

@@ -317,8 +317,29 @@ class LabHost:
                             if self.fabric.exists() else None
                             for physnet in sorted(self.record.bridge_mappings)})
 
+    def bfd_sessions(self) -> dict[str, dict[str, str]]:
+        """Tunnel interface -> its BFD session as ovs-vswitchd runs it now (`ovs-appctl
+        bfd/show`: "Local Session State", "Remote Minimum TX Interval", "Detect Time"...).
+        Right after a session comes up its peer may still announce the slow 1 s transmit
+        interval of a session not yet up, and a failure then takes up to 3 s to detect."""
+        return parse_bfd_show(self.ovs.appctl("bfd/show"))
+
     def exec(self, argv: list[str], *, check: bool = True,
              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the host namespace (with this host's OVS environment)."""
         return process.run(netns.exec_argv(self.namespace, argv), check=check, timeout=timeout,
                            env=self.ovs.env)
+
+
+def parse_bfd_show(text: str) -> dict[str, dict[str, str]]:
+    """`ovs-appctl bfd/show` output -> interface -> field -> value. PURE."""
+    sessions: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("---- ") and line.endswith(" ----"):
+            current = sessions.setdefault(line[5:-5], {})
+        elif current is not None and ": " in line:
+            key, value = line.split(": ", 1)
+            current[key] = value
+    return sessions
