@@ -81,7 +81,7 @@ from output import emit, human, log
 from neutrino.lab import netns
 from neutrino.lab.cli import api_client
 from neutrino.lab.errors import LabError
-from neutrino.lab.host import FailureMode
+from neutrino.lab.host import FailureMode, bfd_at_full_rate
 from neutrino.lab.lab import Lab
 from neutrino.lab.state import lab_prefix
 
@@ -334,19 +334,10 @@ def settled(api: Api, world: World) -> str | None:
     lab = Lab.load(world.state_dir)
     for peer in (STANDBY, WATCHER):
         slow = sorted(name for name, session in lab.host(peer).bfd_sessions().items()
-                      if not at_full_rate(session))
+                      if not bfd_at_full_rate(session))
         if slow:  # a session just up: its detection time may still be 3 x 1 s
             return f"{peer}'s BFD sessions {', '.join(slow)} not yet at their full rate"
     return None
-
-
-def at_full_rate(session: dict[str, str]) -> bool:
-    """A BFD session (`LabHost.bfd_sessions`) is up and its peer transmits at the rate this side
-    asked for (not the 1 s of a session not yet up): a failure is detected in 3 intervals."""
-    def ms(field: str) -> int:
-        return int(session.get(field, "0ms").removesuffix("ms"))
-    return (session.get("Local Session State") == "up"
-            and 0 < ms("Remote Minimum TX Interval") <= ms("Local Minimum RX Interval"))
 
 
 def wait_settled(api: Api, world: World, timeout: float = SETTLE_TIMEOUT) -> float:

@@ -11,7 +11,7 @@ import pytest
 from lab.helpers import Overlay, lab_in, needs_lab, ping, wait_for_ping
 from neutrino.lab import process
 from neutrino.lab.errors import LabError
-from neutrino.lab.host import check_host_name
+from neutrino.lab.host import bfd_at_full_rate, check_host_name
 
 
 def blocked(overlay: Overlay) -> bool:
@@ -93,18 +93,13 @@ def test_bfd_sessions_show_a_session_reaching_its_full_rate(overlay: Overlay) ->
             host.ovs.vsctl("set", "Interface", tunnel, "bfd:enable=true", "bfd:min_rx=30",
                            "bfd:min_tx=30")
 
-        def full_rate() -> bool:
-            session = overlay.host1.bfd_sessions()["tun-host2"]
-            return (session["Local Session State"] == "up"
-                    and session["Remote Minimum TX Interval"] == "30ms")
-
         deadline = time.monotonic() + 10
-        while not full_rate():
+        while not bfd_at_full_rate(overlay.host1.bfd_sessions()["tun-host2"]):
             assert time.monotonic() < deadline, overlay.host1.bfd_sessions()
             time.sleep(0.05)
         session = overlay.host1.bfd_sessions()["tun-host2"]
         assert session["Remote Session State"] == "up"
-        assert session["Local Minimum RX Interval"] == "30ms"
+        assert session["Local Minimum RX Interval"] == session["Remote Minimum TX Interval"] == "30ms"
     finally:
         for host, tunnel in pairs:
             host.ovs.vsctl("clear", "Interface", tunnel, "bfd")
