@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from labrun import BenchError, interrupt, load1, neutrino, wait_for_quiet
 from output import emit, human, log
 
 from neutrino.agent import BFD_INTERVAL
@@ -76,30 +77,6 @@ REFERENCES = (
      "ovn-controller enables BFD with Open vSwitch's defaults unless options:bfd-min-rx/-min-tx/"
      "-mult are set: min_rx 1000 ms x mult 3, ~3 s to detect a dead gateway chassis"),
 )
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-def load1() -> float:
-    return os.getloadavg()[0]
-
-
-def neutrino(state_dir: Path, *args: str, timeout: float = 300.0,
-             detach: bool = False) -> subprocess.CompletedProcess[str]:
-    """`neutrino lab ARGS --state-dir D`; a BenchError with its output if it fails.  `detach`: in
-    a session of its own (`lab up` leaves the server running: it must not get our Ctrl-C)."""
-    argv = [sys.executable, "-m", "neutrino.cli.main", "lab", *args, "--state-dir", str(state_dir)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL, start_new_session=detach)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"neutrino lab {' '.join(args)}: timed out after {timeout:g} s") from None
-    if done.returncode != 0:
-        raise BenchError(f"neutrino lab {' '.join(args)} failed ({done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip()[-2000:]}")
-    return done
 
 
 # --- the lab and the world ------------------------------------------------------------------------
@@ -229,22 +206,6 @@ class Report:
                 "samples": [s.as_dict() for s in self.samples], "idle_s": self.idle_s,
                 "idle_flaps": self.idle_flaps, "idle_load1": self.idle_load,
                 "summary": summary(self), "errors": self.errors}
-
-
-def wait_for_quiet(max_load: float, max_wait: float) -> tuple[float, float]:
-    """Until the 1-minute load average is below `max_load` (at most `max_wait` seconds):
-    (the load then, seconds waited)."""
-    started = time.monotonic()
-    load = load1()
-    if load >= max_load:
-        log(f"load average {load:.2f} >= {max_load:g}: waiting up to {max_wait:g} s")
-    while load >= max_load and time.monotonic() - started < max_wait:
-        time.sleep(5)
-        load = load1()
-    waited = time.monotonic() - started
-    if load >= max_load:
-        log(f"load average still {load:.2f} after {waited:.0f} s: measuring anyway")
-    return load, waited
 
 
 def run_kills(state_dir: Path, world: World, kills: int, report: Report) -> None:
@@ -417,16 +378,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
         log("bench/failover.py needs root (network namespaces, Open vSwitch)")
         return 1
-    signal.signal(signal.SIGTERM, _interrupt)  # unwinds through the finally below
+    signal.signal(signal.SIGTERM, interrupt)  # unwinds through the finally below
     report = Report(started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     command=" ".join(["bench/failover.py", *(argv if argv is not None
                                                              else sys.argv[1:])]),

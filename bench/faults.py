@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from labrun import BenchError, interrupt, neutrino, wait_for_quiet
 from output import emit, human, log
 
 from neutrino.lab import netns
@@ -110,33 +111,9 @@ HOW_DETECTED = {
 }
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-def load1() -> float:
-    return os.getloadavg()[0]
-
-
 def epoch(rfc3339: str) -> float:
     """An RFC 3339 UTC time as the events carry it ("2026-11-21T15:30:00.123456Z")."""
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
-def neutrino(state_dir: Path, *args: str, timeout: float = 300.0,
-             detach: bool = False) -> subprocess.CompletedProcess[str]:
-    """`neutrino lab ARGS --state-dir D`; a BenchError with its output if it fails.  `detach`: in
-    a session of its own (`lab up` leaves the server running: it must not get our Ctrl-C)."""
-    argv = [sys.executable, "-m", "neutrino.cli.main", "lab", *args, "--state-dir", str(state_dir)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL, start_new_session=detach)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"neutrino lab {' '.join(args)}: timed out after {timeout:g} s") from None
-    if done.returncode != 0:
-        raise BenchError(f"neutrino lab {' '.join(args)} failed ({done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip()[-2000:]}")
-    return done
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: Callable[[], str]) -> float:
@@ -350,22 +327,6 @@ def wait_settled(api: Api, world: World, timeout: float = SETTLE_TIMEOUT) -> flo
     return wait_for(check, timeout, lambda: f"the lab settled (still: {last[0]})")
 
 
-def wait_for_quiet(max_load: float, max_wait: float) -> tuple[float, float]:
-    """Until the 1-minute load average is below `max_load` (at most `max_wait` seconds):
-    (the load then, seconds waited)."""
-    started = time.monotonic()
-    load = load1()
-    if load >= max_load:
-        log(f"load average {load:.2f} >= {max_load:g}: waiting up to {max_wait:g} s")
-    while load >= max_load and time.monotonic() - started < max_wait:
-        time.sleep(5)
-        load = load1()
-    waited = time.monotonic() - started
-    if load >= max_load:
-        log(f"load average still {load:.2f} after {waited:.0f} s: measuring anyway")
-    return load, waited
-
-
 # --- measuring ------------------------------------------------------------------------------------
 
 @dataclass
@@ -542,7 +503,7 @@ def run_lab(instances: int, args: argparse.Namespace, report: Report) -> None:
             report.errors.append(f"teardown: {error}")
             log(f"teardown: {error}")
         finally:
-            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGTERM, interrupt)
             signal.signal(signal.SIGINT, signal.default_int_handler)
         left = netns.list_namespaces(lab_prefix(state_dir) + "-")
         if left:
@@ -730,13 +691,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:

@@ -42,10 +42,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
+from labrun import BenchError, interrupt, neutrino
 from output import emit, human, log
 
 from neutrino.lab.errors import LabError
@@ -54,17 +54,6 @@ from neutrino.lab.storm import StormKind, StormResult, measure_attach_storm, pop
 NETWORKS = 5
 KINDS: tuple[StormKind, ...] = ("server", "agents")
 P99_TARGET = 2.0  # storm p99 / idle p99
-
-
-def neutrino(state_dir: Path, *args: str, timeout: float = 600.0) -> None:
-    argv = [sys.executable, "-m", "neutrino.cli.main", "lab", *args, "--state-dir", str(state_dir)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise LabError(f"neutrino lab {' '.join(args)}: {done.stderr.strip()[-500:]}")
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def report_round(prefix: str, result: StormResult) -> None:
@@ -116,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:
         log("bench/storm.py needs root (network namespaces, Open vSwitch)")
         return 1
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     series = sorted({int(n) for n in args.ports_per_host.split(",") if n.strip()})
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -128,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"lab up: {args.hosts} hosts (BFD off), state in {state_dir}")
         neutrino(state_dir, "up", "--hosts", str(args.hosts), "--bfd-interval", "0",
                  "--agent-nice", str(args.agent_nice), "--bridge-mapping", "",
-                 "--external-physnet", "")
+                 "--external-physnet", "", timeout=600)
         for ports in series:
             started = time.monotonic()
             populate(state_dir, networks=NETWORKS, ports_per_host=ports)
@@ -147,15 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted; tearing the lab down")
         rc = 130
-    except (LabError, OSError, subprocess.SubprocessError, httpx.HTTPError) as error:
+    except (BenchError, LabError, OSError, subprocess.SubprocessError, httpx.HTTPError) as error:
         log(f"FAILED: {error}")
         report["errors"].append(str(error))
         rc = 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            neutrino(state_dir, "down")
-        except (LabError, subprocess.SubprocessError) as error:
+            neutrino(state_dir, "down", timeout=600)
+        except BenchError as error:
             log(f"teardown: {error}")
             rc = rc or 1
         shutil.rmtree(state_dir, ignore_errors=True)
