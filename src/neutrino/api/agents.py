@@ -414,6 +414,8 @@ class Distribution:
 
     # --- port status --------------------------------------------------------------------------
     def set_port_status(self, port_id: str, body: PortStatusBody) -> tuple[dict[str, Any], bool]:
+        """An agent's report: the port's status (and whether it changed), then the inspector
+        hears whether its link is down (port.down)."""
         ports = self.api.resource("ports")
 
         def work(conn: Connection) -> tuple[tuple[dict[str, Any], bool], list[Change]]:
@@ -432,7 +434,14 @@ class Distribution:
                 changes = [Change(PORT_STATUS_KIND, port_id, "update")]
             return (ports.get(conn, RequestContext.admin(), port_id), changed), changes
 
-        return self.api.write(work)
+        port, changed = self.api.write(work)
+        self.inspector.port_link(port, body.reason == "link_down" and body.status == "DOWN")
+        return port, changed
+
+    def fault_report(self, body: FaultReportBody) -> None:
+        """An external monitor's report, for a host this server knows (else 404)."""
+        self.chassis(body.host)
+        self.inspector.report(body.host, body.state == "down", body.time)
 
     def notify_compute(self, port: dict[str, Any]) -> None:
         """Tell Nova a port went up or down (in the background; failures are logged)."""
@@ -617,8 +626,7 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
     async def fault_report(request: Request) -> Response:
         admin(request)
         body = _parse(FaultReportBody, await read_json(request), "report")
-        await dist.off_loop(dist.chassis, body.host)  # 404 for a host nobody knows
-        await dist.off_loop(dist.inspector.report, body.host, body.state == "down", body.time)
+        await dist.off_loop(dist.fault_report, body)
         return json_response({"report": body.model_dump()}, 202)
 
     @app.get("/v2.0/neutrino/chassis/{name}/policy", tags=["agents"], include_in_schema=False)
@@ -635,8 +643,6 @@ def install(app: FastAPI, api: NetworkingApi, authenticate: Authenticator,
         port, changed = await dist.off_loop(dist.set_port_status, port_id, body)
         if changed:
             dist.notify_compute(port)
-        await dist.off_loop(dist.inspector.port_link, port,
-                            body.reason == "link_down" and body.status == "DOWN")
         return json_response({"port": port})
 
     @app.get("/v2.0/neutrino/revision", tags=["agents"], include_in_schema=False)

@@ -157,8 +157,6 @@ def show_version_with_slash(request: Request, service: Service) -> Response:
 
 # ---------------------------------------------------------------- tokens
 
-
-
 PASSWORD_CHECKS = 1  # password checks (argon2id, CPU-heavy by design) running at once
 
 
@@ -169,6 +167,7 @@ def _password_checks(request: Request) -> anyio.CapacityLimiter:
     if limiter is None:
         limiter = request.app.state.password_checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
     return limiter
+
 
 @router.post(
     "/auth/tokens",
